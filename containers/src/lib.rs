@@ -1,0 +1,12 @@
+//! The shared vocabulary of Spindle (ids, resources, launch contexts, exit statuses) and the
+//! process layer that turns a launch context into a real, watched, killable process group.
+
+pub mod exit_status;
+pub mod ids;
+pub mod launch_context;
+pub mod resource;
+pub mod units;
+
+pub use ids::{ApplicationId, AttemptId, ContainerId, IdError, NodeId};
+pub use launch_context::{LaunchContext, LaunchContextError, LocalResource};
+pub use resource::{Resource, ResourceError};

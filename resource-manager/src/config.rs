@@ -1,0 +1,80 @@
+//! The resource manager's settings: the `resource_manager:` section of `spindle.yaml`, with
+//! YARN's defaults. Command-line flags of `spindle resource-manager` override fields of it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use spindle_containers::Resource;
+use spindle_containers::units::serde_duration;
+
+/// Where a new container goes among the nodes it fits on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Placement {
+    /// The node with the most free memory (Spark standalone's `spreadOut`).
+    #[default]
+    Spread,
+    /// The node with the least free memory that still fits: fills nodes one by one.
+    Pack,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default, rename_all = "kebab-case")]
+pub struct RmConfig {
+    /// gRPC address for clients, AMs and NMs (YARN's 8032).
+    pub bind: SocketAddr,
+    /// HTTP address for the web UI, REST API and metrics (YARN's 8088).
+    pub web_bind: Option<SocketAddr>,
+    /// Where the RM keeps its state store and staged files.
+    pub state_dir: PathBuf,
+    /// Requests are rounded up to a multiple of this (memory) and at least this.
+    pub minimum_allocation: Resource,
+    /// Requests above this are refused.
+    pub maximum_allocation: Resource,
+    pub placement: Placement,
+    /// How often NMs heartbeat; capped at a third of `nm_liveness_expiry`.
+    #[serde(with = "serde_duration")]
+    pub nm_heartbeat_interval: Duration,
+    /// A node silent for this long is LOST.
+    #[serde(with = "serde_duration")]
+    pub nm_liveness_expiry: Duration,
+    /// An AM silent for this long (no Allocate, none open) has failed its attempt.
+    #[serde(with = "serde_duration")]
+    pub am_liveness_expiry: Duration,
+    /// Attempts per application when the submission does not say.
+    pub default_max_attempts: u32,
+    /// The most attempts a submission may ask for.
+    pub max_attempts_limit: u32,
+}
+
+impl Default for RmConfig {
+    fn default() -> Self {
+        RmConfig {
+            bind: SocketAddr::from(([0, 0, 0, 0], 8032)),
+            web_bind: Some(SocketAddr::from(([0, 0, 0, 0], 8088))),
+            state_dir: PathBuf::from("/var/lib/spindle/rm"),
+            minimum_allocation: Resource::new(1024, 1),
+            maximum_allocation: Resource::new(8192, 32),
+            placement: Placement::Spread,
+            nm_heartbeat_interval: Duration::from_secs(1),
+            nm_liveness_expiry: Duration::from_secs(600),
+            am_liveness_expiry: Duration::from_secs(600),
+            default_max_attempts: 2,
+            max_attempts_limit: 10,
+        }
+    }
+}
+
+impl RmConfig {
+    /// The interval NMs are told: never more than a third of the expiry, so one lost
+    /// heartbeat never expires a healthy node.
+    pub fn effective_heartbeat_interval(&self) -> Duration {
+        self.nm_heartbeat_interval.min(self.nm_liveness_expiry / 3)
+    }
+
+    /// The longest an `Allocate` long poll is held open: a third of the AM expiry.
+    pub fn max_allocate_wait(&self) -> Duration {
+        self.am_liveness_expiry / 3
+    }
+}
