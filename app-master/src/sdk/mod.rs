@@ -1,0 +1,7 @@
+//! The application SDK's cluster-independent half: how a program declares its tasks and driver
+//! ([`App`]), the driver endpoint and its task scheduler, the executor backend, local mode, and
+//! the context promise through which the cluster-mode AM learns that its driver is ready.
+
+pub mod scheduler;
+
+pub use scheduler::{DEFAULT_MAX_TASK_FAILURES, ExecutorInfo, TaskFailure};
