@@ -2,6 +2,12 @@
 //! ([`App`]), the driver endpoint and its task scheduler, the executor backend, local mode, and
 //! the context promise through which the cluster-mode AM learns that its driver is ready.
 
+pub mod app;
+pub mod context;
+pub mod driver;
 pub mod scheduler;
 
+pub use app::{App, AppError, DriverFn, TaskRegistry};
+pub use context::{DriverContext, JobError, WaitError};
+pub use driver::{DriverConfig, DriverEndpoint, DriverError};
 pub use scheduler::{DEFAULT_MAX_TASK_FAILURES, ExecutorInfo, TaskFailure};
