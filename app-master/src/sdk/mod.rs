@@ -5,9 +5,11 @@
 pub mod app;
 pub mod context;
 pub mod driver;
+pub mod executor;
 pub mod scheduler;
 
 pub use app::{App, AppError, DriverFn, TaskRegistry};
 pub use context::{DriverContext, JobError, WaitError};
 pub use driver::{DriverConfig, DriverEndpoint, DriverError};
+pub use executor::{ExecutorArgs, ExecutorError, UsageError, executor_main, run_executor};
 pub use scheduler::{DEFAULT_MAX_TASK_FAILURES, ExecutorInfo, TaskFailure};
