@@ -5,11 +5,17 @@
 pub mod app;
 pub mod context;
 pub mod driver;
+pub mod driver_thread;
 pub mod executor;
+pub mod promise;
 pub mod scheduler;
 
 pub use app::{App, AppError, DriverFn, TaskRegistry};
 pub use context::{DriverContext, JobError, WaitError};
 pub use driver::{DriverConfig, DriverEndpoint, DriverError};
+pub use driver_thread::{DriverStartError, DriverThread, spawn_driver};
 pub use executor::{ExecutorArgs, ExecutorError, UsageError, executor_main, run_executor};
+pub use promise::{
+    ContextPromise, ContextWaiter, DriverReady, PromiseError, ResumeDriver, context_promise,
+};
 pub use scheduler::{DEFAULT_MAX_TASK_FAILURES, ExecutorInfo, TaskFailure};
