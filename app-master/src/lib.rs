@@ -1,1 +1,16 @@
-//! placeholder
+//! The application master's side of Spindle: the clients it speaks to the resource manager
+//! (`AmRmClient`) and to node managers (`NmClient`) with, and the `Allocator` that keeps a
+//! target number of executors running on top of them.
+
+pub mod am_env;
+pub mod amrm_client;
+pub mod container;
+pub mod endpoint;
+pub mod requests;
+
+pub use am_env::{AmEnv, AmEnvError};
+pub use amrm_client::{
+    AllocateResult, AmCommand, AmRmClient, AmRmError, FinalStatus, Registration,
+};
+pub use container::{Container, ContainerStatus};
+pub use requests::ContainerRequest;
