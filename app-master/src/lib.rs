@@ -6,6 +6,7 @@ pub mod am_env;
 pub mod amrm_client;
 pub mod container;
 pub mod endpoint;
+pub mod nm_client;
 pub mod requests;
 
 pub use am_env::{AmEnv, AmEnvError};
