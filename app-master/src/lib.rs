@@ -2,6 +2,7 @@
 //! (`AmRmClient`) and to node managers (`NmClient`) with, and the `Allocator` that keeps a
 //! target number of executors running on top of them.
 
+pub mod allocator;
 pub mod am_env;
 pub mod amrm_client;
 pub mod container;
