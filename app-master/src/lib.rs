@@ -10,9 +10,11 @@ pub mod endpoint;
 pub mod nm_client;
 pub mod requests;
 
+pub use allocator::{Allocator, AllocatorConfig, AllocatorEvent, ExecutorId};
 pub use am_env::{AmEnv, AmEnvError};
 pub use amrm_client::{
     AllocateResult, AmCommand, AmRmClient, AmRmError, FinalStatus, Registration,
 };
 pub use container::{Container, ContainerStatus};
+pub use nm_client::{NmClient, NmError};
 pub use requests::ContainerRequest;
