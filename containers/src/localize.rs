@@ -269,7 +269,9 @@ impl Localizer {
     }
 }
 
-fn validate(resources: &[LocalResource]) -> Result<(), LocalizeError> {
+/// Checks resources without touching anything: plain, distinct, unreserved names; well-formed
+/// digests.
+pub fn validate(resources: &[LocalResource]) -> Result<(), LocalizeError> {
     let mut names = HashSet::new();
     for r in resources {
         if !is_plain_file_name(&r.name) {
