@@ -192,6 +192,15 @@ impl ContainerProcess {
         self.wait().await
     }
 
+    /// SIGKILL to the whole group at once, without waiting: for when there is no time for a
+    /// grace period (the owner is going away without a shutdown).
+    pub fn kill(&self) {
+        if self.try_exit().is_none() {
+            self.inner.stopping.store(true, Ordering::SeqCst);
+            self.signal_group(Pid::from_raw(self.inner.pid as i32), Signal::SIGKILL);
+        }
+    }
+
     fn signal_group(&self, group: Pid, signal: Signal) {
         match killpg(group, signal) {
             Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
@@ -372,6 +381,20 @@ mod tests {
         );
         let out = std::fs::read_to_string(c.dir.path().join("stdout")).unwrap();
         assert_eq!(out, "cleaned up\n");
+    }
+
+    #[tokio::test]
+    async fn kill_takes_the_group_at_once() {
+        let c = start(&[
+            "bash",
+            "-c",
+            "trap '' TERM; sleep 600 & echo $! > bg.pid; wait",
+        ]);
+        written(&c, "bg.pid").await;
+        let background = read_pid(&c, "bg.pid");
+        c.process.kill();
+        assert_eq!(guarded(c.process.wait()).await, Exit::Stopped);
+        ended(background).await;
     }
 
     #[test]

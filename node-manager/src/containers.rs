@@ -235,6 +235,19 @@ impl ContainerTable {
         ids
     }
 
+    /// The processes of running containers.
+    pub fn running_processes(&self) -> Vec<ContainerProcess> {
+        let inner = self.lock();
+        inner
+            .entries
+            .values()
+            .filter_map(|e| match &e.phase {
+                Phase::Running(process) => Some(process.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The resources of the containers not yet complete, and how many there are.
     pub fn allocated(&self) -> (Resource, usize) {
         let inner = self.lock();

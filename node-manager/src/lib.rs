@@ -47,6 +47,8 @@ pub struct NodeManager {
     web_addr: SocketAddr,
     shutdown: watch::Sender<bool>,
     servers: Vec<JoinHandle<()>>,
+    /// Set by `shutdown`; without it, `Drop` kills the containers so none outlives its owner.
+    shut_down: bool,
 }
 
 async fn bind(field: &'static str, addr: SocketAddr) -> Result<TcpListener, NmError> {
@@ -183,6 +185,7 @@ impl NodeManager {
             web_addr,
             shutdown,
             servers,
+            shut_down: false,
         })
     }
 
@@ -204,14 +207,37 @@ impl NodeManager {
     }
 
     /// Stops serving, stops every running container (SIGTERM → grace → SIGKILL), waits.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(mut self) {
+        self.shut_down = true;
         let _ = self.shutdown.send(true);
-        for server in self.servers {
+        for server in std::mem::take(&mut self.servers) {
             let _ = server.await;
         }
         // Nobody will hear of these completions: the node is going away with them.
         launch::stop_all(&self.node, exit_status::ABORTED).await;
         self.node.tasks.join_all().await;
         tracing::info!(node_id = %self.node.node_id, "node manager stopped");
+    }
+}
+
+impl Drop for NodeManager {
+    /// A node manager dropped without `shutdown` (a panic, a test that failed) still takes its
+    /// containers with it: SIGKILL to every process group, and its servers stop.
+    fn drop(&mut self) {
+        if self.shut_down {
+            return;
+        }
+        let _ = self.shutdown.send(true);
+        let processes = self.node.containers.running_processes();
+        if !processes.is_empty() {
+            tracing::warn!(
+                node_id = %self.node.node_id,
+                containers = processes.len(),
+                "node manager dropped without shutdown: killing its containers"
+            );
+        }
+        for process in processes {
+            process.kill();
+        }
     }
 }

@@ -28,10 +28,10 @@ impl Tasks {
                 return;
             }
             while let Some(result) = set.join_next().await {
-                if let Err(e) = result {
-                    if e.is_panic() {
-                        tracing::error!("a node manager task panicked: {e}");
-                    }
+                if let Err(e) = result
+                    && e.is_panic()
+                {
+                    tracing::error!("a node manager task panicked: {e}");
                 }
             }
         }
