@@ -15,6 +15,8 @@ use crate::error::NmError;
 
 /// How long to wait for a connection to the RM before an attempt counts as failed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// A fetch that delivers nothing for this long has failed (a hung RM must not hang a launch).
+const FETCH_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A channel to the RM at `rm` (`host:port`, or a URL with `http://`); it connects on first use
 /// and reconnects after failures, so the RM may start later than the node manager.
@@ -57,27 +59,45 @@ impl FetchSource for StagingFetch {
             let request = proto::FetchRequest {
                 sha256: sha256.clone(),
             };
-            let response = client.fetch(request).await.map_err(|status| {
-                FetchError(format!(
-                    "the RM's staging store answered {:?}: {}",
-                    status.code(),
-                    status.message()
-                ))
-            })?;
-            let chunks = response.into_inner().map(move |chunk| match chunk {
-                Ok(chunk) if chunk.sha256.is_empty() || chunk.sha256 == sha256 => Ok(chunk.data),
-                Ok(chunk) => Err(FetchError(format!(
-                    "the RM's staging store sent sha256 {} when {sha256} was asked for",
-                    chunk.sha256
-                ))),
-                Err(status) => Err(FetchError(format!(
-                    "the RM's staging store failed mid-transfer: {}",
-                    status.message()
-                ))),
+            let response = tokio::time::timeout(FETCH_IDLE_TIMEOUT, client.fetch(request))
+                .await
+                .map_err(|_| idle())?
+                .map_err(|status| {
+                    FetchError(format!(
+                        "the RM's staging store answered {:?}: {}",
+                        status.code(),
+                        status.message()
+                    ))
+                })?;
+            let chunks = futures::stream::try_unfold(response.into_inner(), move |mut stream| {
+                let sha256 = sha256.clone();
+                async move {
+                    let next = tokio::time::timeout(FETCH_IDLE_TIMEOUT, stream.next()).await;
+                    match next.map_err(|_| idle())? {
+                        None => Ok(None),
+                        Some(Err(status)) => Err(FetchError(format!(
+                            "the RM's staging store failed mid-transfer: {}",
+                            status.message()
+                        ))),
+                        Some(Ok(chunk)) if chunk.sha256.is_empty() || chunk.sha256 == sha256 => {
+                            Ok(Some((chunk.data, stream)))
+                        }
+                        Some(Ok(chunk)) => Err(FetchError(format!(
+                            "the RM's staging store sent sha256 {} when {sha256} was asked for",
+                            chunk.sha256
+                        ))),
+                    }
+                }
             });
             Ok(chunks.boxed())
         })
     }
+}
+
+fn idle() -> FetchError {
+    FetchError(format!(
+        "the RM's staging store sent nothing for {FETCH_IDLE_TIMEOUT:?}"
+    ))
 }
 
 #[cfg(test)]

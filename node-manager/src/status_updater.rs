@@ -21,6 +21,9 @@ use crate::node::Node;
 
 const FIRST_RETRY: Duration = Duration::from_millis(100);
 const MAX_RETRY: Duration = Duration::from_secs(5);
+/// A registration or heartbeat the RM has not answered in this long counts as failed, so a hung
+/// RM cannot stall the node's updates.
+const RPC_TIMEOUT: Duration = Duration::from_secs(30);
 /// Used when the RM leaves the interval unset.
 const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -47,10 +50,11 @@ pub async fn run(node: Arc<Node>, channel: Channel, mut shutdown: watch::Receive
                 healthy: true,
                 health_report: String::new(),
             };
-            let Some(answer) = until(&mut shutdown, client.node_heartbeat(request)).await else {
+            let call = tokio::time::timeout(RPC_TIMEOUT, client.node_heartbeat(request));
+            let Some(answer) = until(&mut shutdown, call).await else {
                 return;
             };
-            let answer = match answer {
+            let answer = match answer.unwrap_or_else(|_| Err(timed_out())) {
                 Ok(answer) => answer.into_inner(),
                 Err(status) => {
                     tracing::warn!(
@@ -92,6 +96,10 @@ async fn until<T>(shutdown: &mut watch::Receiver<bool>, f: impl Future<Output = 
     }
 }
 
+fn timed_out() -> tonic::Status {
+    tonic::Status::deadline_exceeded(format!("no answer from the RM within {RPC_TIMEOUT:?}"))
+}
+
 /// Registers, retrying until the RM answers; returns the heartbeat interval it asked for.
 async fn register(node: &Node, client: &mut ResourceTrackerClient<Channel>) -> Duration {
     let mut retry = FIRST_RETRY;
@@ -104,7 +112,8 @@ async fn register(node: &Node, client: &mut ResourceTrackerClient<Channel>) -> D
             capability: Some(node.capability.to_proto()),
             containers: node.containers.statuses_to_report(),
         };
-        match client.register_node_manager(request).await {
+        let call = tokio::time::timeout(RPC_TIMEOUT, client.register_node_manager(request));
+        match call.await.unwrap_or_else(|_| Err(timed_out())) {
             Ok(answer) => {
                 let answer = answer.into_inner();
                 tracing::info!(
