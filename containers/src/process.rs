@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use nix::sys::signal::{Signal, killpg};
+use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, killpg, sigaction};
 use nix::unistd::Pid;
 use tokio::sync::watch;
 
@@ -98,12 +98,13 @@ pub fn spawn(spec: &ProcessSpec) -> Result<ContainerProcess, ProcessError> {
         .stderr(stderr)
         // A dropped handle must not kill the container: the NM decides when it ends.
         .kill_on_drop(false);
-    // SAFETY: `setsid` is async-signal-safe and touches no memory of the parent.
+    // SAFETY: between fork and exec only async-signal-safe calls (setsid, sigaction) run, and
+    // they touch no memory of the parent.
     unsafe {
         command.pre_exec(|| {
-            nix::unistd::setsid()
-                .map(drop)
-                .map_err(std::io::Error::from)
+            nix::unistd::setsid().map_err(std::io::Error::from)?;
+            reset_signal_dispositions();
+            Ok(())
         });
     }
     let mut child = command.spawn().map_err(|source| ProcessError::Spawn {
@@ -134,6 +135,18 @@ pub fn spawn(spec: &ProcessSpec) -> Result<ContainerProcess, ProcessError> {
         let _ = exit_tx.send(Some(exit));
     });
     Ok(ContainerProcess { inner })
+}
+
+/// Ignored signals survive `exec`: whatever the daemon ignores (SIGHUP under nohup, say) must not
+/// be ignored by containers, so every standard signal gets its default action back.
+fn reset_signal_dispositions() {
+    let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    for signal in Signal::iterator() {
+        if !matches!(signal, Signal::SIGKILL | Signal::SIGSTOP) {
+            // SAFETY: the default disposition runs no code of ours.
+            let _ = unsafe { sigaction(signal, &default) };
+        }
+    }
 }
 
 /// The program's own status from the `exit_code` file when the script wrote it, else what the
@@ -381,6 +394,25 @@ mod tests {
         );
         let out = std::fs::read_to_string(c.dir.path().join("stdout")).unwrap();
         assert_eq!(out, "cleaned up\n");
+    }
+
+    #[tokio::test]
+    async fn the_program_starts_with_no_signal_ignored_or_blocked() {
+        // The daemon's own dispositions (Rust ignores SIGPIPE) must not leak into containers.
+        // SAFETY: ignoring SIGHUP runs no code; the test process never needs SIGHUP.
+        let ignore = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
+        let _ = unsafe { sigaction(Signal::SIGHUP, &ignore) };
+        let c = start(&["bash", "-c", "grep -E '^Sig(Ign|Blk)' /proc/$$/status"]);
+        guarded(c.process.wait()).await;
+        let out = std::fs::read_to_string(c.dir.path().join("stdout")).unwrap();
+        let masks: Vec<u64> = out
+            .lines()
+            .map(|l| u64::from_str_radix(l.split_whitespace().nth(1).unwrap(), 16).unwrap())
+            .collect();
+        // Standard signals are 1..=31 (bits 0..=30); glibc reserves the real-time ones above.
+        let standard = 0x7fff_ffff;
+        assert_eq!(masks.len(), 2, "{out}");
+        assert!(masks.iter().all(|m| m & standard == 0), "{out}");
     }
 
     #[tokio::test]
