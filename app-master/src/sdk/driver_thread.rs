@@ -64,6 +64,7 @@ pub fn spawn_driver(
                     .map_err(|e| format!("cannot start the driver endpoint: {e}"))?;
                 let ready = DriverReady {
                     driver_url: endpoint.url().to_string(),
+                    context: endpoint.context(),
                     executor_target: endpoint.executor_target(),
                     executors: endpoint.executors(),
                 };
