@@ -197,13 +197,14 @@ impl Core {
         for (key, n) in cancels {
             a.requests.cancel(&key, n);
         }
+        let added = asks.iter().any(|(_, n)| *n > 0);
         for (key, n) in asks {
             a.requests.add(key, n);
         }
-        if a.requests.outstanding() > 0 {
-            self.queues.demand.insert(order, id);
-        } else {
+        if a.requests.outstanding() == 0 {
             self.queues.demand.remove(&order);
+        } else if added {
+            self.queues.queue_demand(order, id);
         }
         self.schedule(now, &mut fx);
         Ok(fx.into_vec())

@@ -16,6 +16,39 @@ impl Core {
         self.check_nodes()?;
         let per_app = self.check_containers()?;
         self.check_apps(&per_app)?;
+        self.check_work_conserving()
+    }
+
+    /// Nothing waits that could be placed now: every queued AM container and every request
+    /// that may go anywhere is larger than the most free memory of any schedulable node.
+    fn check_work_conserving(&self) -> Result<(), String> {
+        let Some(max_free) = self.nodes.max_free_memory_mb() else {
+            return Ok(());
+        };
+        for attempt in self.queues.ams.values() {
+            let need = self.apps[&attempt.application].am_resource.memory_mb;
+            if need <= max_free {
+                return Err(format!(
+                    "AM of {attempt} ({need} MB) waits though {max_free} MB are free"
+                ));
+            }
+        }
+        for attempt in self.queues.demand.values() {
+            let Some(a) = self
+                .apps
+                .get(&attempt.application)
+                .and_then(|app| app.attempt(*attempt))
+            else {
+                return Err(format!("queued attempt {attempt} unknown"));
+            };
+            for (key, _) in a.requests.groups().filter(|(k, _)| k.locality.relax) {
+                if key.capability.memory_mb <= max_free {
+                    return Err(format!(
+                        "{key:?} of {attempt} waits though {max_free} MB are free"
+                    ));
+                }
+            }
+        }
         Ok(())
     }
 

@@ -198,7 +198,7 @@ impl Core {
         if app.unmanaged {
             attempt.state = AttemptState::Launched;
         } else {
-            self.queues.ams.insert(app.order, id);
+            self.queues.queue_am(app.order, id);
         }
         app.attempts.push(attempt);
         fx.changed(app.id);

@@ -77,6 +77,9 @@ pub struct NodeTable {
     by_name: HashMap<String, Vec<NodeIdx>>,
     /// (free memory, node) of every schedulable node.
     by_free: BTreeSet<(u64, NodeIdx)>,
+    /// Whether room was added (a node came, became schedulable, or got capacity back) since the
+    /// scheduler last looked: if not, a waiting request cannot fit now if it did not before.
+    capacity_grew: bool,
 }
 
 impl NodeTable {
@@ -152,6 +155,7 @@ impl NodeTable {
     /// Adds a node, or resets a known one to `info` (a restarted NM keeps its slot and whatever
     /// live containers the caller has not completed). Either way it is RUNNING afterwards.
     pub(crate) fn register(&mut self, info: NodeInfo, now: u64) -> NodeIdx {
+        self.capacity_grew = true;
         match self.lookup(&info.id) {
             Some(idx) => {
                 self.unname(idx);
@@ -189,6 +193,11 @@ impl NodeTable {
         }
     }
 
+    /// Whether capacity grew since the last call.
+    pub(crate) fn take_capacity_grew(&mut self) -> bool {
+        std::mem::take(&mut self.capacity_grew)
+    }
+
     pub(crate) fn charge(&mut self, idx: NodeIdx, container: ContainerId, resource: Resource) {
         self.update(idx, |n| {
             n.used += resource;
@@ -197,6 +206,7 @@ impl NodeTable {
     }
 
     pub(crate) fn credit(&mut self, idx: NodeIdx, container: ContainerId, resource: Resource) {
+        self.capacity_grew = true;
         self.update(idx, |n| {
             if n.live.remove(&container) {
                 n.used -= resource;
@@ -205,6 +215,7 @@ impl NodeTable {
     }
 
     pub(crate) fn set_state(&mut self, idx: NodeIdx, state: NodeState, health_report: &str) {
+        self.capacity_grew |= state == NodeState::Running;
         self.update(idx, |n| {
             n.state = state;
             n.health_report = health_report.to_string();

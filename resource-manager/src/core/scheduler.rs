@@ -24,9 +24,22 @@ pub(crate) struct Queues {
     pub ams: BTreeMap<u64, AttemptId>,
     /// Attempts with outstanding container requests, by submission order.
     pub demand: BTreeMap<u64, AttemptId>,
+    /// Whether demand was added since the scheduler last looked.
+    grew: bool,
 }
 
 impl Queues {
+    pub fn queue_am(&mut self, order: u64, attempt: AttemptId) {
+        self.ams.insert(order, attempt);
+        self.grew = true;
+    }
+
+    /// Called whenever an attempt adds asks, even if it was queued already.
+    pub fn queue_demand(&mut self, order: u64, attempt: AttemptId) {
+        self.demand.insert(order, attempt);
+        self.grew = true;
+    }
+
     pub fn remove(&mut self, order: u64) {
         self.ams.remove(&order);
         self.demand.remove(&order);
@@ -34,8 +47,13 @@ impl Queues {
 }
 
 impl Core {
+    /// Serves what can be served. Runs at the end of every event, but does work only when demand
+    /// or capacity grew since it last ran: a heartbeat that freed nothing costs nothing here,
+    /// however many requests wait.
     pub(crate) fn schedule(&mut self, now: u64, fx: &mut Effects) {
-        if self.nodes.schedulable_count() == 0 {
+        let demand_grew = std::mem::take(&mut self.queues.grew);
+        let capacity_grew = self.nodes.take_capacity_grew();
+        if !(demand_grew || capacity_grew) || self.nodes.schedulable_count() == 0 {
             return;
         }
         self.schedule_ams(now, fx);
