@@ -620,4 +620,38 @@ mod tests {
         );
         assert_eq!(a.attempts.len(), 1);
     }
+
+    #[test]
+    fn an_unmanaged_application_has_an_attempt_but_no_am_container() {
+        let mut t = Harness::new();
+        t.node("n1:1", 4096);
+        let id = t.core.new_application();
+        let mut s = t.submission(id, 512);
+        s.unmanaged = true;
+        s.max_attempts = 5;
+        let (attempt, fx) = t.core.submit(1, s).unwrap();
+        let attempt = attempt.expect("the submitter is told its attempt");
+        assert!(launched_am(&fx).is_none());
+        let a = t.core.app(id).unwrap();
+        assert_eq!((a.max_attempts, a.live_containers), (1, 0));
+        assert_eq!(a.attempts[0].state, AttemptState::Launched);
+        let register = crate::core::RegisterCall {
+            attempt,
+            host: "laptop".into(),
+            rpc_port: 0,
+            tracking_url: String::new(),
+        };
+        t.core.on_register_am(2, register).unwrap();
+        assert_eq!(t.ask(attempt, 1, 1024, 2).len(), 2);
+        // Silent past the AM expiry: with no attempts to retry, the application fails.
+        let expiry = t.core.config().am_liveness_expiry_ms;
+        t.heartbeat_at(expiry + 100, "n1:1", vec![]).unwrap();
+        let fx = t.core.on_tick(expiry + 100);
+        assert_eq!(stops(&fx).len(), 2);
+        let a = t.core.app(id).unwrap();
+        assert_eq!(
+            (a.state, a.final_status),
+            (AppState::Failed, FinalStatus::Failed)
+        );
+    }
 }

@@ -115,6 +115,26 @@ async fn a_kill_stops_the_containers_on_the_node_and_ends_the_app_killed() {
         hb.containers_to_cleanup,
         vec![got.allocated[0].container_id.clone()]
     );
+    // Watching an application that is over gives its final report and ends.
+    let mut watch = rm
+        .client
+        .watch_application(proto::GetApplicationReportRequest {
+            application_id: app.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let last = within("the final report", watch.message())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(last.state, proto::ApplicationState::Killed as i32);
+    assert!(
+        within("the end of the stream", watch.message())
+            .await
+            .unwrap()
+            .is_none()
+    );
     rm.shutdown().await;
 }
 
