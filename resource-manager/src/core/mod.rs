@@ -6,6 +6,7 @@
 mod am;
 mod app;
 mod container;
+mod container_end;
 mod effect;
 mod error;
 mod invariants;
