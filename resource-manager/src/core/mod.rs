@@ -143,8 +143,10 @@ impl Core {
     }
 
     /// Hands out the next application id (state NEW: nothing is recorded until it is submitted).
+    /// Should 2^32 ids ever be handed out, the last one is repeated and its second submission is
+    /// refused: a client asking for ids in a loop cannot bring the RM down.
     pub fn new_application(&mut self) -> ApplicationId {
-        self.last_app_seq += 1;
+        self.last_app_seq = self.last_app_seq.saturating_add(1);
         ApplicationId::new(self.config.cluster_timestamp, self.last_app_seq)
     }
 }
