@@ -4,6 +4,9 @@
 pub mod exit_status;
 pub mod ids;
 pub mod launch_context;
+pub mod launch_script;
+pub mod localize;
+pub mod process;
 pub mod resource;
 pub mod units;
 

@@ -1,5 +1,243 @@
 //! The node manager: the daemon on every host that launches, watches and stops containers.
+//!
+//! `NodeManager::start` binds the container-manager (gRPC) and web ports, then registers with the
+//! RM in the background; `shutdown` stops serving, stops every container and waits for its tasks.
 
+mod capacity;
 pub mod config;
+mod container_manager;
+mod containers;
+mod error;
+mod launch;
+mod layout;
+mod logs;
+mod node;
+mod rm_client;
+mod status_updater;
+mod tasks;
+mod web;
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use spindle_containers::localize::Localizer;
+use spindle_containers::{NodeId, exit_status};
+use spindle_protocol::container_manager_server::ContainerManagerServer;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+
+pub use capacity::node_capacity;
 pub use config::NmConfig;
+pub use error::{LaunchError, NmError};
+pub use node::INHERITED_ENV;
+
+use crate::container_manager::ContainerManagerService;
+use crate::containers::ContainerTable;
+use crate::layout::Layout;
+use crate::node::Node;
+use crate::tasks::Tasks;
+
+/// A running node manager.
+pub struct NodeManager {
+    node: Arc<Node>,
+    rpc_addr: SocketAddr,
+    web_addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    servers: Vec<JoinHandle<()>>,
+    /// Set by `shutdown`; without it, `Drop` kills the containers so none outlives its owner.
+    shut_down: bool,
+}
+
+async fn bind(field: &'static str, addr: SocketAddr) -> Result<TcpListener, NmError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| NmError::Bind {
+            field,
+            addr,
+            source,
+        })
+}
+
+fn local_addr(
+    field: &'static str,
+    listener: &TcpListener,
+    addr: SocketAddr,
+) -> Result<SocketAddr, NmError> {
+    listener.local_addr().map_err(|source| NmError::Bind {
+        field,
+        addr,
+        source,
+    })
+}
+
+/// The absolute, UTF-8 work dir, created if missing.
+fn prepare_work_dir(path: &PathBuf) -> Result<PathBuf, NmError> {
+    let io = |source| NmError::WorkDir {
+        path: path.clone(),
+        source,
+    };
+    std::fs::create_dir_all(path).map_err(io)?;
+    let absolute = std::fs::canonicalize(path).map_err(io)?;
+    if absolute.to_str().is_none() {
+        return Err(NmError::WorkDirNotUtf8(absolute));
+    }
+    Ok(absolute)
+}
+
+/// The address others reach `addr` at: itself, unless it is a wildcard, then this host's name.
+fn reachable(addr: SocketAddr) -> String {
+    if addr.ip().is_unspecified() {
+        let host = sysinfo::System::host_name().unwrap_or_else(|_| "localhost".to_string());
+        format!("{host}:{}", addr.port())
+    } else {
+        addr.to_string()
+    }
+}
+
+impl NodeManager {
+    /// Binds its ports, starts registering with the RM (retrying with back-off until the RM is
+    /// up), returns at once without waiting for registration.
+    pub async fn start(config: NmConfig) -> Result<NodeManager, NmError> {
+        let channel = rm_client::channel(&config.rm)?;
+        let work_dir = prepare_work_dir(&config.work_dir)?;
+        let rpc_listener = bind("bind", config.bind).await?;
+        let rpc_addr = local_addr("bind", &rpc_listener, config.bind)?;
+        let web_bind = config
+            .web_bind
+            .unwrap_or_else(|| SocketAddr::new(config.bind.ip(), 0));
+        let web_listener = bind("web-bind", web_bind).await?;
+        let web_addr = local_addr("web-bind", &web_listener, web_bind)?;
+
+        let node_id = match &config.advertise {
+            Some(advertised) => NodeId::new(advertised.clone()).map_err(NmError::Advertise)?,
+            None => NodeId::new(reachable(rpc_addr)).map_err(NmError::Advertise)?,
+        };
+        // The web server is reached on the same host as the container manager.
+        let http_address = if config.web_bind.is_some_and(|a| !a.ip().is_unspecified()) {
+            web_addr.to_string()
+        } else {
+            format!("{}:{}", node_id.host(), web_addr.port())
+        };
+        let layout = Layout::new(work_dir);
+        let node = Arc::new(Node {
+            hostname: config
+                .hostname
+                .clone()
+                .or_else(|| sysinfo::System::host_name().ok())
+                .unwrap_or_else(|| node_id.host().to_string()),
+            node_id,
+            http_address,
+            capability: node_capacity(config.memory_mb, config.vcores),
+            rm_address: config.rm.clone(),
+            kill_grace: config.kill_grace,
+            localizer: Localizer::new(
+                layout.file_cache(),
+                Arc::new(rm_client::StagingFetch::new(channel.clone())),
+            ),
+            layout,
+            containers: ContainerTable::default(),
+            tasks: Tasks::default(),
+            default_user: node::current_user(),
+            inherited_env: node::inherited_env(),
+        });
+
+        let (shutdown, stop_signal) = watch::channel(false);
+        let signal = |mut rx: watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        let grpc = tonic::transport::Server::builder()
+            .add_service(ContainerManagerServer::new(ContainerManagerService::new(
+                Arc::clone(&node),
+            )))
+            .serve_with_incoming_shutdown(
+                TcpListenerStream::new(rpc_listener),
+                signal(stop_signal.clone()),
+            );
+        let web = axum::serve(web_listener, web::router(Arc::clone(&node)))
+            .with_graceful_shutdown(signal(stop_signal.clone()));
+        let servers = vec![
+            tokio::spawn(async move {
+                if let Err(e) = grpc.await {
+                    tracing::error!("the container manager's gRPC server failed: {e}");
+                }
+            }),
+            tokio::spawn(async move {
+                if let Err(e) = web.await {
+                    tracing::error!("the node manager's web server failed: {e}");
+                }
+            }),
+            tokio::spawn(status_updater::run(Arc::clone(&node), channel, stop_signal)),
+        ];
+        tracing::info!(
+            node_id = %node.node_id,
+            %rpc_addr,
+            %web_addr,
+            rm = %node.rm_address,
+            capability = ?node.capability,
+            "node manager started"
+        );
+        Ok(NodeManager {
+            node,
+            rpc_addr,
+            web_addr,
+            shutdown,
+            servers,
+            shut_down: false,
+        })
+    }
+
+    pub fn node_id(&self) -> &NodeId {
+        &self.node.node_id
+    }
+
+    pub fn rpc_addr(&self) -> SocketAddr {
+        self.rpc_addr
+    }
+
+    pub fn web_addr(&self) -> SocketAddr {
+        self.web_addr
+    }
+
+    /// The work dir as the node uses it (absolute).
+    pub fn work_dir(&self) -> &std::path::Path {
+        self.node.layout.root()
+    }
+
+    /// Stops serving, stops every running container (SIGTERM → grace → SIGKILL), waits.
+    pub async fn shutdown(mut self) {
+        self.shut_down = true;
+        let _ = self.shutdown.send(true);
+        for server in std::mem::take(&mut self.servers) {
+            let _ = server.await;
+        }
+        // Nobody will hear of these completions: the node is going away with them.
+        launch::stop_all(&self.node, exit_status::ABORTED).await;
+        self.node.tasks.join_all().await;
+        tracing::info!(node_id = %self.node.node_id, "node manager stopped");
+    }
+}
+
+impl Drop for NodeManager {
+    /// A node manager dropped without `shutdown` (a panic, a test that failed) still takes its
+    /// containers with it: SIGKILL to every process group, and its servers stop.
+    fn drop(&mut self) {
+        if self.shut_down {
+            return;
+        }
+        let _ = self.shutdown.send(true);
+        let processes = self.node.containers.running_processes();
+        if !processes.is_empty() {
+            tracing::warn!(
+                node_id = %self.node.node_id,
+                containers = processes.len(),
+                "node manager dropped without shutdown: killing its containers"
+            );
+        }
+        for process in processes {
+            process.kill();
+        }
+    }
+}

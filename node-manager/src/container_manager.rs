@@ -1,0 +1,178 @@
+//! The `ContainerManager` gRPC service: how the RM and application masters start, stop and query
+//! containers on this node and read their logs. Every id and name from the wire is checked here;
+//! a bad entry in a batch fails alone, with a message naming what was wrong.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::future::join_all;
+use futures::{Stream, StreamExt};
+use spindle_containers::{ApplicationId, ContainerId, exit_status};
+use spindle_protocol as proto;
+use spindle_protocol::container_manager_server::ContainerManager;
+use tonic::{Request, Response, Status};
+
+use crate::launch;
+use crate::logs::{self, LogError};
+use crate::node::Node;
+
+pub struct ContainerManagerService {
+    node: Arc<Node>,
+}
+
+impl ContainerManagerService {
+    pub fn new(node: Arc<Node>) -> Self {
+        ContainerManagerService { node }
+    }
+}
+
+fn container_error(container_id: &str, message: impl ToString) -> proto::ContainerError {
+    proto::ContainerError {
+        container_id: container_id.to_string(),
+        message: message.to_string(),
+    }
+}
+
+fn parse_container(field: &str, value: &str) -> Result<ContainerId, Status> {
+    value
+        .parse()
+        .map_err(|e| Status::invalid_argument(format!("{field}: {e}")))
+}
+
+impl From<LogError> for Status {
+    fn from(e: LogError) -> Status {
+        match e {
+            LogError::BadFileName(_) | LogError::WrongApplication { .. } => {
+                Status::invalid_argument(e.to_string())
+            }
+            LogError::NoApplication(_) | LogError::NoContainer(_) | LogError::NoFile { .. } => {
+                Status::not_found(e.to_string())
+            }
+            LogError::Io { .. } => Status::internal(e.to_string()),
+        }
+    }
+}
+
+type LogStream = Pin<Box<dyn Stream<Item = Result<proto::LogChunk, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl ContainerManager for ContainerManagerService {
+    async fn start_containers(
+        &self,
+        request: Request<proto::StartContainersRequest>,
+    ) -> Result<Response<proto::StartContainersResponse>, Status> {
+        let requests = request.into_inner().requests;
+        let outcomes = join_all(requests.into_iter().map(|r| {
+            let raw_id = r.container_id.clone();
+            async move { (raw_id, launch::start(&self.node, r).await) }
+        }))
+        .await;
+        let mut response = proto::StartContainersResponse::default();
+        for (raw_id, outcome) in outcomes {
+            match outcome {
+                Ok(id) => response.started.push(id.to_string()),
+                Err(e) => response.failed.push(container_error(&raw_id, e)),
+            }
+        }
+        Ok(Response::new(response))
+    }
+
+    async fn stop_containers(
+        &self,
+        request: Request<proto::StopContainersRequest>,
+    ) -> Result<Response<proto::StopContainersResponse>, Status> {
+        let request = request.into_inner();
+        // proto3 cannot tell 0 from unset, and a stop never means success: 0 is the AM's stop.
+        let status = match request.exit_status {
+            0 => exit_status::KILLED_BY_APPMASTER,
+            s => s,
+        };
+        let outcomes = join_all(request.container_ids.iter().map(|raw| async move {
+            let outcome = match raw.parse::<ContainerId>() {
+                Err(e) => Err(format!("container_id: {e}")),
+                Ok(id) if launch::stop(&self.node, id, status).await => Ok(()),
+                Ok(id) => Err(format!("container {id} is not known on this node")),
+            };
+            (raw, outcome)
+        }))
+        .await;
+        let mut response = proto::StopContainersResponse::default();
+        for (raw, outcome) in outcomes {
+            match outcome {
+                Ok(()) => response.stopped.push(raw.clone()),
+                Err(message) => response.failed.push(container_error(raw, message)),
+            }
+        }
+        Ok(Response::new(response))
+    }
+
+    async fn get_container_statuses(
+        &self,
+        request: Request<proto::GetContainerStatusesRequest>,
+    ) -> Result<Response<proto::GetContainerStatusesResponse>, Status> {
+        let mut response = proto::GetContainerStatusesResponse::default();
+        for raw in request.into_inner().container_ids {
+            match raw.parse::<ContainerId>() {
+                Err(e) => response
+                    .failed
+                    .push(container_error(&raw, format!("container_id: {e}"))),
+                Ok(id) => match self.node.containers.status(id) {
+                    Some(status) => response.statuses.push(status),
+                    None => response.failed.push(container_error(
+                        &raw,
+                        format!("container {id} is not known on this node"),
+                    )),
+                },
+            }
+        }
+        Ok(Response::new(response))
+    }
+
+    async fn list_container_logs(
+        &self,
+        request: Request<proto::ListContainerLogsRequest>,
+    ) -> Result<Response<proto::ListContainerLogsResponse>, Status> {
+        let request = request.into_inner();
+        let app: ApplicationId = request
+            .application_id
+            .parse()
+            .map_err(|e| Status::invalid_argument(format!("application_id: {e}")))?;
+        let container = match request.container_id.as_str() {
+            "" => None,
+            raw => Some(parse_container("container_id", raw)?),
+        };
+        let listed = logs::list(&self.node.layout, app, container).await?;
+        let containers = listed
+            .into_iter()
+            .map(|c| proto::ContainerLogFiles {
+                container_id: c.container.to_string(),
+                files: c
+                    .files
+                    .into_iter()
+                    .map(|(name, size)| proto::LogFile { name, size })
+                    .collect(),
+            })
+            .collect();
+        Ok(Response::new(proto::ListContainerLogsResponse {
+            containers,
+        }))
+    }
+
+    type ReadContainerLogStream = LogStream;
+
+    async fn read_container_log(
+        &self,
+        request: Request<proto::ReadContainerLogRequest>,
+    ) -> Result<Response<LogStream>, Status> {
+        let request = request.into_inner();
+        let id = parse_container("container_id", &request.container_id)?;
+        let path = logs::log_file(&self.node.layout, id, &request.file).await?;
+        let chunks = logs::read_from(path, request.offset).await?;
+        let stream = chunks.map(|chunk| {
+            chunk
+                .map(|data| proto::LogChunk { data })
+                .map_err(Status::from)
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+}

@@ -1,0 +1,61 @@
+//! The node manager's errors: `NmError` for starting the daemon, `LaunchError` for one container
+//! that could not be started (answered to the caller, never fatal to the daemon).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use spindle_containers::launch_script::LaunchScriptError;
+use spindle_containers::localize::LocalizeError;
+use spindle_containers::process::ProcessError;
+use spindle_containers::{ApplicationId, ContainerId, IdError, LaunchContextError, ResourceError};
+
+/// Why the node manager could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NmError {
+    #[error("cannot listen on {field} {addr}: {source}")]
+    Bind {
+        field: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot use work-dir {path}: {source}")]
+    WorkDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("work-dir {0} is not valid UTF-8: containers get it in their environment")]
+    WorkDirNotUtf8(PathBuf),
+    #[error("rm {value:?} is not a usable RM address: {reason}")]
+    RmAddress { value: String, reason: String },
+    #[error("advertise: {0}")]
+    Advertise(IdError),
+}
+
+/// Why one container of a StartContainers batch was not started; the message goes back to the
+/// caller as it is, so each names the field or the thing that was wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    #[error("container_id: {0}")]
+    ContainerId(IdError),
+    #[error(transparent)]
+    Resource(#[from] ResourceError),
+    #[error(transparent)]
+    LaunchContext(#[from] LaunchContextError),
+    #[error(transparent)]
+    Script(#[from] LaunchScriptError),
+    #[error("container {0} is already known on this node: a container id is started once")]
+    AlreadyKnown(ContainerId),
+    #[error("application {0} has finished on this node: its containers cannot start any more")]
+    ApplicationFinished(ApplicationId),
+    #[error("cannot prepare container directory {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Localize(#[from] LocalizeError),
+    #[error(transparent)]
+    Process(#[from] ProcessError),
+    #[error("the node manager is shutting down")]
+    ShuttingDown,
+}

@@ -1,0 +1,58 @@
+//! What every part of a running node manager shares: who the node is, where its files live, its
+//! container table and localizer, and the tasks it has started.
+
+use std::time::Duration;
+
+use spindle_containers::localize::Localizer;
+use spindle_containers::{NodeId, Resource};
+
+use crate::containers::ContainerTable;
+use crate::layout::Layout;
+use crate::tasks::Tasks;
+
+/// Variables a container inherits from the node manager's own environment (YARN's
+/// `env-whitelist`): enough to find programs and speak the host's language, nothing more.
+pub const INHERITED_ENV: &[&str] = &["PATH", "LANG", "LC_ALL", "TZ", "RUST_LOG", "RUST_BACKTRACE"];
+
+/// Used when the node manager itself runs without a PATH.
+const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+pub struct Node {
+    pub node_id: NodeId,
+    /// Display name only.
+    pub hostname: String,
+    /// host:port of the web server, as others reach it.
+    pub http_address: String,
+    pub capability: Resource,
+    /// The RM's address exactly as configured (containers get it as `SPINDLE_RM_ADDRESS`).
+    pub rm_address: String,
+    pub kill_grace: Duration,
+    pub layout: Layout,
+    pub containers: ContainerTable,
+    pub localizer: Localizer,
+    pub tasks: Tasks,
+    /// `USER` for containers whose request names no user: the node manager's own.
+    pub default_user: String,
+    pub inherited_env: Vec<(String, String)>,
+}
+
+/// The whitelisted part of this process's environment, with a PATH in any case.
+pub fn inherited_env() -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = INHERITED_ENV
+        .iter()
+        .filter_map(|name| std::env::var(name).ok().map(|v| (name.to_string(), v)))
+        .collect();
+    if !env.iter().any(|(name, _)| name == "PATH") {
+        env.push(("PATH".to_string(), DEFAULT_PATH.to_string()));
+    }
+    env
+}
+
+/// The user this process runs as, by name when the system knows it.
+pub fn current_user() -> String {
+    let uid = nix::unistd::getuid();
+    match nix::unistd::User::from_uid(uid) {
+        Ok(Some(user)) => user.name,
+        _ => std::env::var("USER").unwrap_or_else(|_| uid.to_string()),
+    }
+}

@@ -1,0 +1,190 @@
+//! A tiny resource manager for the node manager's tests: it records registrations and heartbeats
+//! (each on a channel the test reads), answers heartbeats with what the test queued, and serves
+//! the files it holds from its staging store.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use futures::Stream;
+use sha2::{Digest, Sha256};
+use spindle_protocol as proto;
+use spindle_protocol::resource_tracker_server::{ResourceTracker, ResourceTrackerServer};
+use spindle_protocol::staging_store_server::{StagingStore, StagingStoreServer};
+use tokio::sync::{mpsc, oneshot};
+use tonic::{Request, Response, Status, Streaming};
+
+#[derive(Default)]
+struct State {
+    /// Content served for a digest (a test may store content that does not match it).
+    files: HashMap<String, Vec<u8>>,
+    answers: VecDeque<proto::NodeHeartbeatResponse>,
+}
+
+#[derive(Clone)]
+struct Service {
+    state: Arc<Mutex<State>>,
+    heartbeat_interval_ms: u32,
+    registrations: mpsc::UnboundedSender<proto::RegisterNodeRequest>,
+    heartbeats: mpsc::UnboundedSender<proto::NodeHeartbeatRequest>,
+}
+
+pub struct FakeRm {
+    pub addr: SocketAddr,
+    pub registrations: mpsc::UnboundedReceiver<proto::RegisterNodeRequest>,
+    pub heartbeats: mpsc::UnboundedReceiver<proto::NodeHeartbeatRequest>,
+    state: Arc<Mutex<State>>,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+pub fn sha256(content: &[u8]) -> String {
+    hex::encode(Sha256::digest(content))
+}
+
+impl FakeRm {
+    /// Serves on `addr` (port 0 for any) and asks nodes to beat every `heartbeat_interval_ms`.
+    pub async fn start(addr: SocketAddr, heartbeat_interval_ms: u32) -> FakeRm {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .expect("fake RM binds");
+        let addr = listener.local_addr().unwrap();
+        let (reg_tx, registrations) = mpsc::unbounded_channel();
+        let (hb_tx, heartbeats) = mpsc::unbounded_channel();
+        let state = Arc::new(Mutex::new(State::default()));
+        let service = Service {
+            state: state.clone(),
+            heartbeat_interval_ms,
+            registrations: reg_tx,
+            heartbeats: hb_tx,
+        };
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(ResourceTrackerServer::new(service.clone()))
+                .add_service(StagingStoreServer::new(service))
+                .serve_with_incoming_shutdown(
+                    tokio_stream::wrappers::TcpListenerStream::new(listener),
+                    async {
+                        let _ = stopped.await;
+                    },
+                ),
+        );
+        FakeRm {
+            addr,
+            registrations,
+            heartbeats,
+            state,
+            stop: Some(stop),
+        }
+    }
+
+    /// Holds `content` in the staging store; returns its digest.
+    pub fn stage(&self, content: &[u8]) -> String {
+        let digest = sha256(content);
+        self.serve_as(&digest, content);
+        digest
+    }
+
+    /// Serves `content` when `digest` is asked for, whether or not it matches.
+    pub fn serve_as(&self, digest: &str, content: &[u8]) {
+        let mut state = self.state.lock().unwrap();
+        state.files.insert(digest.to_string(), content.to_vec());
+    }
+
+    /// The answer to the next heartbeat (later ones answer NORMAL).
+    pub fn answer_next(&self, answer: proto::NodeHeartbeatResponse) {
+        self.state.lock().unwrap().answers.push_back(answer);
+    }
+}
+
+impl Drop for FakeRm {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl ResourceTracker for Service {
+    async fn register_node_manager(
+        &self,
+        request: Request<proto::RegisterNodeRequest>,
+    ) -> Result<Response<proto::RegisterNodeResponse>, Status> {
+        let _ = self.registrations.send(request.into_inner());
+        Ok(Response::new(proto::RegisterNodeResponse {
+            heartbeat_interval_ms: self.heartbeat_interval_ms,
+            cluster_timestamp: 1_700_000_000_000,
+        }))
+    }
+
+    async fn node_heartbeat(
+        &self,
+        request: Request<proto::NodeHeartbeatRequest>,
+    ) -> Result<Response<proto::NodeHeartbeatResponse>, Status> {
+        let _ = self.heartbeats.send(request.into_inner());
+        let queued = self.state.lock().unwrap().answers.pop_front();
+        Ok(Response::new(queued.unwrap_or(
+            proto::NodeHeartbeatResponse {
+                heartbeat_interval_ms: self.heartbeat_interval_ms,
+                ..Default::default()
+            },
+        )))
+    }
+}
+
+type Chunks = Pin<Box<dyn Stream<Item = Result<proto::FileChunk, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl StagingStore for Service {
+    async fn upload(
+        &self,
+        _request: Request<Streaming<proto::FileChunk>>,
+    ) -> Result<Response<proto::UploadResponse>, Status> {
+        Err(Status::unimplemented(
+            "the test RM only serves the files a test gave it",
+        ))
+    }
+
+    async fn stat(
+        &self,
+        request: Request<proto::StatRequest>,
+    ) -> Result<Response<proto::StatResponse>, Status> {
+        let state = self.state.lock().unwrap();
+        let file = state.files.get(&request.into_inner().sha256);
+        Ok(Response::new(proto::StatResponse {
+            exists: file.is_some(),
+            size: file.map_or(0, |f| f.len() as u64),
+        }))
+    }
+
+    type FetchStream = Chunks;
+
+    async fn fetch(
+        &self,
+        request: Request<proto::FetchRequest>,
+    ) -> Result<Response<Chunks>, Status> {
+        let sha256 = request.into_inner().sha256;
+        let content = self.state.lock().unwrap().files.get(&sha256).cloned();
+        let content = content.ok_or_else(|| Status::not_found(format!("no file {sha256}")))?;
+        let size = content.len() as u64;
+        // Small chunks, so that reassembly is exercised.
+        let chunks: Vec<Result<proto::FileChunk, Status>> = content
+            .chunks(7)
+            .enumerate()
+            .map(|(i, data)| {
+                Ok(proto::FileChunk {
+                    sha256: if i == 0 {
+                        sha256.clone()
+                    } else {
+                        String::new()
+                    },
+                    size: if i == 0 { size } else { 0 },
+                    data: data.to_vec(),
+                })
+            })
+            .collect();
+        Ok(Response::new(Box::pin(futures::stream::iter(chunks))))
+    }
+}

@@ -1,0 +1,178 @@
+//! What the node manager's integration tests share: the fake RM, an HTTP GET, a node manager in a
+//! temp dir, and waiting helpers with generous hang guards (never timing assertions).
+
+#![allow(dead_code)]
+
+pub mod fake_rm;
+pub mod http;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use spindle_node_manager::{NmConfig, NodeManager};
+use spindle_protocol as proto;
+use spindle_protocol::container_manager_client::ContainerManagerClient;
+use tonic::transport::Channel;
+
+pub use fake_rm::{FakeRm, sha256};
+
+pub const HANG_GUARD: Duration = Duration::from_secs(60);
+/// Long enough that a heartbeat the test sees is the out-of-band one a completion sent.
+pub const SLOW_HEARTBEAT_MS: u32 = 600_000;
+pub const APP: &str = "application_1700000000000_0001";
+
+pub fn container_id(n: u64) -> String {
+    format!("container_1700000000000_0001_01_{n:06}")
+}
+
+pub async fn guarded<T>(what: &str, f: impl Future<Output = T>) -> T {
+    tokio::time::timeout(HANG_GUARD, f)
+        .await
+        .unwrap_or_else(|_| panic!("hang guard: {what}"))
+}
+
+pub struct Node {
+    pub nm: Option<NodeManager>,
+    pub client: ContainerManagerClient<Channel>,
+    pub work_dir: tempfile::TempDir,
+}
+
+impl Node {
+    pub async fn start(rm: SocketAddr) -> Node {
+        let work_dir = tempfile::tempdir().unwrap();
+        let config = NmConfig {
+            rm: rm.to_string(),
+            bind: "127.0.0.1:0".parse().unwrap(),
+            work_dir: work_dir.path().to_path_buf(),
+            memory_mb: Some(4096),
+            vcores: Some(4),
+            ..NmConfig::default()
+        };
+        let nm = NodeManager::start(config)
+            .await
+            .expect("node manager starts");
+        let client = ContainerManagerClient::connect(format!("http://{}", nm.rpc_addr()))
+            .await
+            .expect("connects to the container manager");
+        Node {
+            nm: Some(nm),
+            client,
+            work_dir,
+        }
+    }
+
+    pub fn nm(&self) -> &NodeManager {
+        self.nm.as_ref().unwrap()
+    }
+
+    pub fn root(&self) -> PathBuf {
+        self.nm().work_dir().to_path_buf()
+    }
+
+    pub fn container_dir(&self, n: u64) -> PathBuf {
+        self.root().join("appcache").join(APP).join(container_id(n))
+    }
+
+    pub fn log_dir(&self, n: u64) -> PathBuf {
+        self.root().join("logs").join(APP).join(container_id(n))
+    }
+
+    pub async fn start_containers(
+        &mut self,
+        requests: Vec<proto::StartContainerRequest>,
+    ) -> proto::StartContainersResponse {
+        self.client
+            .start_containers(proto::StartContainersRequest { requests })
+            .await
+            .expect("StartContainers answers")
+            .into_inner()
+    }
+
+    pub async fn shutdown(mut self) {
+        if let Some(nm) = self.nm.take() {
+            guarded("shutdown", nm.shutdown()).await;
+        }
+    }
+}
+
+/// A request to run the staged `program` (as `./prog`) with `args`.
+pub fn run_program(
+    n: u64,
+    digest: &str,
+    size: usize,
+    args: &[&str],
+) -> proto::StartContainerRequest {
+    let mut command = vec!["./prog".to_string()];
+    command.extend(args.iter().map(|a| a.to_string()));
+    proto::StartContainerRequest {
+        container_id: container_id(n),
+        resource: Some(proto::Resource {
+            memory_mb: 512,
+            vcores: 1,
+        }),
+        launch_context: Some(proto::ContainerLaunchContext {
+            command,
+            environment: [("GREETING".to_string(), "it's $HOME".to_string())].into(),
+            local_resources: vec![proto::LocalResource {
+                name: "prog".into(),
+                sha256: digest.into(),
+                size: size as u64,
+                executable: true,
+            }],
+        }),
+        user: "alice".into(),
+    }
+}
+
+/// Waits for the next heartbeat that reports `id` complete.
+pub async fn completion(rm: &mut FakeRm, id: &str) -> proto::ContainerStatus {
+    guarded("a heartbeat reporting the completion", async {
+        loop {
+            let beat = rm.heartbeats.recv().await.expect("heartbeats flow");
+            let done = beat.containers.into_iter().find(|c| {
+                c.container_id == id && c.state == proto::ContainerState::Complete as i32
+            });
+            if let Some(status) = done {
+                return status;
+            }
+        }
+    })
+    .await
+}
+
+/// Whether process `pid` still runs (gone or a zombie both count as ended).
+pub fn running(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// Waits (bounded) until the kernel has carried out a kill.
+pub async fn ended(pid: u32) {
+    guarded("the process to end", async {
+        while running(pid) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+}
+
+/// Waits until a program has written a whole line to `path` (its way of saying it is set up).
+pub async fn written(path: &Path) -> String {
+    guarded("the program to write its file", async {
+        loop {
+            if let Ok(text) = std::fs::read_to_string(path)
+                && text.ends_with('\n')
+            {
+                return text;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+}
