@@ -2,17 +2,18 @@
 //! ended: it holds one `Driver.Session` open without ever registering, as Spark's
 //! ExecutorLauncher holds an RPC connection to the driver and finishes on `onDisconnected`.
 //!
-//! Why this signal: the stream's end is the driver's own word. A driver that shuts down in
-//! order ends sessions that never registered, so the stream ends cleanly (`Stopped`); a driver
-//! whose process dies takes its connection with it, so the stream fails (`Lost`), and HTTP/2
-//! keep-alive pings notice a host that vanished without closing anything. The other candidate,
-//! executors' containers completing, is indirect: executors also exit when they fail, and the
-//! allocator replaces them, so "no executors left" never clearly means "no driver".
+//! Why this signal: it is the driver's own word. A driver that shuts down in order sends
+//! `Shutdown` on sessions that never registered, then ends them (`Stopped`); a driver whose
+//! process dies sends no such message, whether its connection fails or its stream happens to
+//! end (`Lost`), and HTTP/2 keep-alive pings notice a host that vanished without closing
+//! anything. The other candidate, executors' containers completing, is indirect: executors
+//! also exit when they fail, and the allocator replaces them, so "no executors left" never
+//! clearly means "no driver".
 
 use std::time::Duration;
 
 use spindle_protocol::driver_client::DriverClient;
-use spindle_protocol::{DriverMessage, ExecutorMessage};
+use spindle_protocol::{DriverMessage, ExecutorMessage, driver_message};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::Streaming;
@@ -37,7 +38,7 @@ pub struct WatchError {
 /// How the driver went away.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DriverEnd {
-    /// It shut its endpoint down in order: the application's driver has finished.
+    /// It said Shutdown: the application's driver has finished and stopped its endpoint.
     Stopped,
     /// Its connection failed: the driver's process died or its host became unreachable.
     Lost(String),
@@ -100,10 +101,16 @@ impl DriverWatch {
     pub async fn ended(&mut self) -> DriverEnd {
         loop {
             match self.inbound.message().await {
-                Ok(None) => return DriverEnd::Stopped,
-                Err(status) => return DriverEnd::Lost(status.to_string()),
-                // A driver says nothing to a session that never registered; a newer one might.
+                Ok(Some(DriverMessage {
+                    message: Some(driver_message::Message::Shutdown(_)),
+                })) => return DriverEnd::Stopped,
                 Ok(Some(message)) => warn!(?message, "ignored a message from the driver"),
+                Ok(None) => {
+                    return DriverEnd::Lost(
+                        "its session ended without Shutdown (it did not stop in order)".into(),
+                    );
+                }
+                Err(status) => return DriverEnd::Lost(status.to_string()),
             }
         }
     }

@@ -128,8 +128,8 @@ pub struct DriverEndpoint {
     stop_server: oneshot::Sender<()>,
     drop_sessions: watch::Sender<bool>,
     /// Set once the executors have been told to shut down: sessions that never registered
-    /// (a client-mode AM watching the driver) end then, cleanly, rather than holding the
-    /// server's graceful stop open.
+    /// (a client-mode AM watching the driver) are told Shutdown and end then, rather than
+    /// holding the server's graceful stop open.
     stopping: watch::Sender<bool>,
 }
 
@@ -544,13 +544,17 @@ struct SessionReader {
 
 impl SessionReader {
     async fn run(mut self, outbox: Outbox) {
-        // A session that has not registered when the endpoint stops is not an executor (it
-        // is someone watching the driver): its stream ends cleanly, which is how the watcher
-        // learns that the driver shut down in order.
+        // A session that has not registered when the endpoint stops is not an executor: it is
+        // a client-mode AM watching the driver. It gets Shutdown, then the end of its stream:
+        // that message, which no dying process sends, is how it tells an orderly stop from a
+        // lost driver.
         let mut stopping = self.stopping.clone();
         let first = tokio::select! {
             first = self.next() => first,
-            _ = stopping.wait_for(|stopping| *stopping) => None,
+            Ok(_) = stopping.wait_for(|stopping| *stopping) => {
+                let _ = outbox.send(Ok(message(driver_message::Message::Shutdown(Shutdown {}))));
+                None
+            }
         };
         let registered = match first {
             Some(executor_message::Message::Register(register)) => {
