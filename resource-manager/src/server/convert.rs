@@ -1,0 +1,164 @@
+//! Wire messages into the core's inputs: ids parsed, resources and launch contexts checked,
+//! enums mapped. Everything from outside passes through here, and anything malformed becomes a
+//! `CoreError` that names the field.
+
+use spindle_containers::{ApplicationId, AttemptId, ContainerId, LaunchContext, NodeId, Resource};
+use spindle_protocol as proto;
+
+use crate::core::{
+    AllocateCall, Ask, CoreError, FinishCall, NodeHeartbeat, NodeInfo, RegisterCall,
+    ReportedContainer, ReportedState, Submission,
+};
+
+pub fn application_id(value: &str) -> Result<ApplicationId, CoreError> {
+    Ok(value.parse()?)
+}
+
+pub fn attempt_id(value: &str) -> Result<AttemptId, CoreError> {
+    Ok(value.parse()?)
+}
+
+pub fn container_id(value: &str) -> Result<ContainerId, CoreError> {
+    Ok(value.parse()?)
+}
+
+pub fn node_id(value: &str) -> Result<NodeId, CoreError> {
+    Ok(value.parse()?)
+}
+
+pub fn submission(
+    req: proto::SubmitApplicationRequest,
+    minimum: Resource,
+) -> Result<Submission, CoreError> {
+    let id = application_id(&req.application_id)?;
+    let (am_memory_mb, am_vcores) = match (&req.am_resource, req.unmanaged) {
+        (Some(r), _) => (r.memory_mb, r.vcores),
+        // An unmanaged AM runs outside the cluster: it holds nothing, so any size will do.
+        (None, true) => (minimum.memory_mb as i64, minimum.vcores as i32),
+        (None, false) => {
+            return Err(CoreError::Missing {
+                field: "am_resource".into(),
+            });
+        }
+    };
+    let am_launch = match (&req.am_container, req.unmanaged) {
+        (None, true) => LaunchContext::default(),
+        (ctx, _) => LaunchContext::from_proto(ctx.as_ref())?,
+    };
+    Ok(Submission {
+        id,
+        name: req.name,
+        queue: req.queue,
+        application_type: req.application_type,
+        tags: req.tags,
+        user: req.user,
+        am_memory_mb,
+        am_vcores,
+        am_launch,
+        max_attempts: req.max_attempts,
+        unmanaged: req.unmanaged,
+    })
+}
+
+pub fn register_call(
+    req: proto::RegisterApplicationMasterRequest,
+) -> Result<RegisterCall, CoreError> {
+    Ok(RegisterCall {
+        attempt: attempt_id(&req.attempt_id)?,
+        host: req.host,
+        rpc_port: req.rpc_port,
+        tracking_url: req.tracking_url,
+    })
+}
+
+fn asks(field: &str, requests: &[proto::ResourceRequest]) -> Result<Vec<Ask>, CoreError> {
+    requests
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let capability = r.capability.ok_or_else(|| CoreError::Missing {
+                field: format!("{field}[{i}].capability"),
+            })?;
+            Ok(Ask {
+                priority: r.priority,
+                memory_mb: capability.memory_mb,
+                vcores: capability.vcores,
+                num_containers: r.num_containers,
+                nodes: r.nodes.clone(),
+                relax_locality: r.relax_locality,
+            })
+        })
+        .collect()
+}
+
+pub fn allocate_call(req: &proto::AllocateRequest) -> Result<AllocateCall, CoreError> {
+    Ok(AllocateCall {
+        attempt: attempt_id(&req.attempt_id)?,
+        asks: asks("asks", &req.asks)?,
+        cancels: asks("cancels", &req.cancels)?,
+        releases: req
+            .release
+            .iter()
+            .map(|id| container_id(id))
+            .collect::<Result<_, _>>()?,
+        progress: req.progress,
+    })
+}
+
+pub fn finish_call(req: proto::FinishApplicationMasterRequest) -> Result<FinishCall, CoreError> {
+    Ok(FinishCall {
+        attempt: attempt_id(&req.attempt_id)?,
+        final_status: req.final_status,
+        diagnostics: req.diagnostics,
+        tracking_url: req.tracking_url,
+    })
+}
+
+pub fn node_info(req: &proto::RegisterNodeRequest) -> Result<NodeInfo, CoreError> {
+    Ok(NodeInfo {
+        id: node_id(&req.node_id)?,
+        hostname: req.hostname.clone(),
+        http_address: req.http_address.clone(),
+        capability: Resource::from_proto("capability", req.capability.as_ref())?,
+    })
+}
+
+pub fn reported_containers(
+    statuses: &[proto::ContainerStatus],
+) -> Result<Vec<ReportedContainer>, CoreError> {
+    statuses
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let state = match proto::ContainerState::try_from(s.state) {
+                Ok(proto::ContainerState::New | proto::ContainerState::Running) => {
+                    ReportedState::Running
+                }
+                Ok(proto::ContainerState::Complete) => ReportedState::Complete,
+                _ => {
+                    return Err(CoreError::Missing {
+                        field: format!(
+                            "containers[{i}].state (NEW, RUNNING or COMPLETE; got {})",
+                            s.state
+                        ),
+                    });
+                }
+            };
+            Ok(ReportedContainer {
+                id: container_id(&s.container_id)?,
+                state,
+                exit_status: s.exit_status,
+                diagnostics: s.diagnostics.clone(),
+            })
+        })
+        .collect()
+}
+
+pub fn heartbeat(req: proto::NodeHeartbeatRequest) -> Result<NodeHeartbeat, CoreError> {
+    Ok(NodeHeartbeat {
+        node: node_id(&req.node_id)?,
+        containers: reported_containers(&req.containers)?,
+        healthy: req.healthy,
+        health_report: req.health_report,
+    })
+}

@@ -1,0 +1,128 @@
+//! The shell around the core: the gRPC services (ApplicationClient, ApplicationMaster,
+//! ResourceTracker, StagingStore) on one port, the optional web port, and the core task they all
+//! talk to. `serve` binds, spawns, and hands back what `ResourceManager` needs to stop them.
+
+mod am_service;
+mod client_service;
+mod clock;
+mod convert;
+mod core_task;
+mod handle;
+mod nm_client;
+mod polls;
+mod reports;
+mod staging;
+mod status;
+mod tracker_service;
+mod watchers;
+mod web;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use spindle_protocol::application_client_server::ApplicationClientServer;
+use spindle_protocol::application_master_server::ApplicationMasterServer;
+use spindle_protocol::resource_tracker_server::ResourceTrackerServer;
+use spindle_protocol::staging_store_server::StagingStoreServer;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::{RmConfig, RmError};
+
+pub use staging::CHUNK_BYTES as STAGING_CHUNK_BYTES;
+
+/// The running servers and the switch that stops them.
+pub(crate) struct Serving {
+    pub rpc_addr: SocketAddr,
+    pub web_addr: Option<SocketAddr>,
+    pub cluster_timestamp: u64,
+    pub shutdown: watch::Sender<bool>,
+    pub tasks: Vec<JoinHandle<()>>,
+}
+
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<(TcpListener, SocketAddr), RmError> {
+    let bind_error = |error: std::io::Error| RmError::Bind { what, addr, error };
+    let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
+    let bound = listener.local_addr().map_err(bind_error)?;
+    Ok((listener, bound))
+}
+
+pub(crate) async fn serve(config: RmConfig) -> Result<Serving, RmError> {
+    let staging_dir = config.state_dir.join("staging");
+    let staging =
+        staging::StagingService::open(staging_dir.clone()).map_err(|error| RmError::StateDir {
+            path: staging_dir,
+            error,
+        })?;
+    let (rpc_listener, rpc_addr) = bind("gRPC", config.bind).await?;
+    let web_listener = match config.web_bind {
+        Some(addr) => Some(bind("web", addr).await?),
+        None => None,
+    };
+
+    let clock = clock::Clock::start();
+    let cluster_timestamp = clock.start_ms();
+    let (shutdown, stop) = watch::channel(false);
+    let (core, core_join) = core_task::spawn(&config, clock, stop.clone());
+    let (min, max) = (config.minimum_allocation, config.maximum_allocation);
+
+    let client = client_service::ClientService::new(core.clone(), min, max);
+    let am = am_service::AmService::new(core.clone(), min, max, config.max_allocate_wait());
+    let tracker = tracker_service::TrackerService::new(
+        core.clone(),
+        config.effective_heartbeat_interval(),
+        cluster_timestamp,
+    );
+    let incoming = TcpListenerStream::new(rpc_listener).map(|stream| {
+        let stream = stream?;
+        // Long polls and heartbeats are small messages: do not let Nagle hold them back.
+        stream.set_nodelay(true)?;
+        Ok::<_, std::io::Error>(stream)
+    });
+    let mut rpc_stop = stop.clone();
+    let rpc = tonic::transport::Server::builder()
+        .add_service(ApplicationClientServer::new(client))
+        .add_service(ApplicationMasterServer::new(am))
+        .add_service(ResourceTrackerServer::new(tracker))
+        .add_service(StagingStoreServer::new(staging))
+        .serve_with_incoming_shutdown(incoming, async move {
+            let _ = rpc_stop.wait_for(|stop| *stop).await;
+        });
+    let mut tasks = vec![core_join];
+    tasks.push(tokio::spawn(async move {
+        if let Err(e) = rpc.await {
+            tracing::error!(error = %e, "gRPC server failed");
+        }
+    }));
+
+    let mut web_addr = None;
+    if let Some((listener, addr)) = web_listener {
+        web_addr = Some(addr);
+        let router = web::router(core, cluster_timestamp);
+        let mut web_stop = stop;
+        tasks.push(tokio::spawn(async move {
+            let served = axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = web_stop.wait_for(|stop| *stop).await;
+                })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "web server failed");
+            }
+        }));
+    }
+    tracing::info!(%rpc_addr, web_addr = ?web_addr, cluster_timestamp, "resource manager started");
+    Ok(Serving {
+        rpc_addr,
+        web_addr,
+        cluster_timestamp,
+        shutdown,
+        tasks,
+    })
+}
+
+/// How long `shutdown` lets open connections finish before it cuts them: a hang guard only.
+pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);

@@ -1,0 +1,10 @@
+//! The resource manager served on a loopback port and driven through its gRPC and HTTP
+//! interfaces, as clients, AMs and NMs would: one test binary, one module per story.
+
+mod common;
+
+mod bad_input;
+mod capacity;
+mod flow;
+mod staging;
+mod web;
