@@ -5,6 +5,7 @@
 
 pub mod apps;
 pub mod args;
+pub mod daemons;
 pub mod kill;
 pub mod logging;
 pub mod logs;
@@ -43,6 +44,10 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the resource manager until SIGINT or SIGTERM.
+    ResourceManager(daemons::RmArgs),
+    /// Run a node manager until SIGINT or SIGTERM.
+    NodeManager(daemons::NmArgs),
     /// Submit an application and follow it to its end.
     Submit(submit::SubmitArgs),
     /// List applications.
@@ -59,7 +64,7 @@ pub enum Command {
 
 impl Command {
     fn is_daemon(&self) -> bool {
-        false
+        matches!(self, Command::ResourceManager(_) | Command::NodeManager(_))
     }
 }
 
@@ -112,6 +117,8 @@ pub fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config = config::load(cli.config.as_deref())?;
     match cli.command {
+        Command::ResourceManager(args) => daemons::run_resource_manager(args, config).await,
+        Command::NodeManager(args) => daemons::run_node_manager(args, config).await,
         Command::Submit(args) => submit::run(args, config).await,
         Command::Apps(args) => apps::run_apps(args, config).await,
         Command::Status(args) => apps::run_status(args, config).await,
