@@ -14,6 +14,7 @@ use spindle_protocol::{ApplicationReport, ApplicationState, FinalStatus};
 use super::{MASTER_ENV, RM_ENV, args};
 use crate::address::{Master, parse_host_port};
 use crate::config::SpindleConfig;
+use crate::local_cluster::LocalCluster;
 use crate::report::{final_status_name, state_name};
 use crate::rm_client::RmClient;
 use crate::submit::{Submission, submit};
@@ -118,11 +119,28 @@ pub async fn run(args: SubmitArgs, config: SpindleConfig) -> anyhow::Result<Exit
                 RmClient::connect_with_timeout(&addr, config.client.connect_timeout).await?;
             submit_and_follow(&mut rm, &prepared, args.no_wait).await
         }
-        Master::LocalCluster { .. } => anyhow::bail!(
-            "master {master} starts a cluster inside this process, which `spindle submit` cannot \
-             keep alive after it returns; start one with `spindle resource-manager` and \
-             `spindle node-manager`"
-        ),
+        Master::LocalCluster {
+            nodes,
+            vcores,
+            memory_mb,
+        } => {
+            // The cluster lives in this process, so it ends with it: following is the only way.
+            if args.no_wait {
+                anyhow::bail!(
+                    "--no-wait cannot be used with --master {master}: the cluster runs inside \
+                     this command and ends with it"
+                );
+            }
+            let cluster = LocalCluster::start(nodes, vcores, memory_mb)
+                .await
+                .with_context(|| format!("starting {master}"))?;
+            let outcome = match cluster.client().await {
+                Ok(mut rm) => submit_and_follow(&mut rm, &prepared, false).await,
+                Err(e) => Err(e.into()),
+            };
+            cluster.shutdown().await;
+            outcome
+        }
     }
 }
 
