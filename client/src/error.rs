@@ -52,8 +52,6 @@ pub enum ClientError {
     /// The RM answered with something that is not what the protocol promises.
     #[error("the resource manager sent a malformed {what}: {detail}")]
     Protocol { what: &'static str, detail: String },
-    #[error("the resource manager closed the watch of {0} before it reached a final state")]
-    WatchEnded(String),
 }
 
 impl ClientError {

@@ -24,20 +24,45 @@ pub fn is_final(state: ApplicationState) -> bool {
 }
 
 /// Calls `on_report` with every report the RM sends about `id` and returns the final one.
+/// A watch that is cut (connection lost, RM restarting) is opened again, with back-off, for up
+/// to a minute without news.
 pub async fn follow(
     rm: &mut RmClient,
     id: ApplicationId,
     mut on_report: impl FnMut(&ApplicationReport),
 ) -> Result<ApplicationReport, ClientError> {
+    let mut backoff = FIRST_BACKOFF;
+    let mut quiet_since = tokio::time::Instant::now();
     loop {
-        let outcome = watch_once(rm, id, &mut on_report).await;
-        match outcome {
+        let mut received = false;
+        let outcome = watch_once(rm, id, &mut |report: &ApplicationReport| {
+            received = true;
+            on_report(report);
+        })
+        .await;
+        let reason = match outcome {
             Ok(Some(last)) => return Ok(last),
-            Ok(None) => return Err(ClientError::WatchEnded(id.to_string())),
-            Err(ClientError::Unreachable { addr, reason }) => {
-                tracing::warn!(app = %id, %addr, %reason, "lost the watch; reconnecting");
-                *rm = reconnect(&addr, reason).await?;
-            }
+            Ok(None) => format!("the watch of {id} ended before a final state"),
+            Err(ClientError::Unreachable { reason, .. }) => reason,
+            Err(other) => return Err(other),
+        };
+        if received {
+            backoff = FIRST_BACKOFF;
+            quiet_since = tokio::time::Instant::now();
+        }
+        if quiet_since.elapsed() >= RECONNECT_FOR {
+            return Err(ClientError::Unreachable {
+                addr: rm.addr().to_string(),
+                reason: format!("gave up following {id} after {RECONNECT_FOR:?}: {reason}"),
+            });
+        }
+        tracing::warn!(app = %id, addr = %rm.addr(), %reason, "lost the watch; opening it again");
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+        match RmClient::connect(rm.addr()).await {
+            Ok(client) => *rm = client,
+            // Still away: the next round waits longer, until the minute is up.
+            Err(ClientError::Unreachable { .. }) => {}
             Err(other) => return Err(other),
         }
     }
@@ -84,24 +109,6 @@ fn transport_as_unavailable(status: tonic::Status) -> tonic::Status {
         }
         _ => status,
     }
-}
-
-async fn reconnect(addr: &str, mut last_reason: String) -> Result<RmClient, ClientError> {
-    let deadline = tokio::time::Instant::now() + RECONNECT_FOR;
-    let mut backoff = FIRST_BACKOFF;
-    while tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(backoff).await;
-        match RmClient::connect(addr).await {
-            Ok(client) => return Ok(client),
-            Err(ClientError::Unreachable { reason, .. }) => last_reason = reason,
-            Err(other) => return Err(other),
-        }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
-    }
-    Err(ClientError::Unreachable {
-        addr: addr.to_string(),
-        reason: format!("gave up after {RECONNECT_FOR:?}: {last_reason}"),
-    })
 }
 
 #[cfg(test)]
