@@ -116,14 +116,20 @@ async fn list_on_node(
         .await
         .map_err(unreachable)?;
     let mut client = ContainerManagerClient::new(channel);
-    let listing = client
+    let answer = client
         .list_container_logs(proto::ListContainerLogsRequest {
             application_id: app.to_string(),
             container_id: wanted.unwrap_or_default().to_string(),
         })
-        .await
-        .map_err(|status| node_error(node, "ListContainerLogs", status))?
-        .into_inner();
+        .await;
+    let listing = match answer {
+        Ok(listing) => listing.into_inner(),
+        // This node never ran the wanted container: nothing to show from here.
+        Err(status) if status.code() == tonic::Code::NotFound => {
+            return Ok((client, Vec::new()));
+        }
+        Err(status) => return Err(node_error(node, "ListContainerLogs", status)),
+    };
     let entries = listing
         .containers
         .into_iter()

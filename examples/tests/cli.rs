@@ -69,6 +69,21 @@ fn a_shell_command_runs_in_four_containers_and_their_logs_show_each() {
     assert!(only.stdout.contains(&format!("hello from {one}")), "{only}");
     assert_eq!(only.stdout.matches("hello from ").count(), 1, "{only}");
 
+    let unknown = format!("container_{}_01_000999", &app["application_".len()..]);
+    let none = cluster.spindle("logs", &[&app, "--container", &unknown]);
+    assert_eq!(none.code, Some(1), "{none}");
+    assert!(
+        none.stderr
+            .contains(&format!("no logs found for container {unknown}")),
+        "{none}"
+    );
+    let foreign = cluster.spindle("logs", &[&app, "--container", "container_1_0001_01_000001"]);
+    assert_eq!(foreign.code, Some(1), "{foreign}");
+    assert!(
+        foreign.stderr.contains("does not belong to application"),
+        "{foreign}"
+    );
+
     let apps = cluster.spindle("apps", &[]);
     assert!(apps.ok(), "{apps}");
     let row = apps
