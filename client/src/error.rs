@@ -61,14 +61,40 @@ impl ClientError {
         match status.code() {
             tonic::Code::Unavailable => ClientError::Unreachable {
                 addr: addr.to_string(),
-                reason: status.message().to_string(),
+                reason: status_reason(&status),
             },
+            // tonic reports its own client-side deadline as Cancelled("Timeout expired").
+            tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
+                if status.message().contains("Timeout expired")
+                    || status.code() == tonic::Code::DeadlineExceeded =>
+            {
+                ClientError::Unreachable {
+                    addr: addr.to_string(),
+                    reason: format!("no answer to {call} in time: {}", status.message()),
+                }
+            }
             code => ClientError::Rpc {
                 call,
                 code,
                 message: status.message().to_string(),
             },
         }
+    }
+}
+
+/// The status's message and, for transport failures, the cause beneath it.
+pub(crate) fn status_reason(status: &tonic::Status) -> String {
+    use std::error::Error as _;
+    match status.source() {
+        Some(cause) => {
+            let cause = chain(cause);
+            if cause.contains(status.message()) {
+                cause
+            } else {
+                format!("{}: {cause}", status.message())
+            }
+        }
+        None => status.message().to_string(),
     }
 }
 
@@ -86,4 +112,28 @@ pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_silent_server_reads_as_unreachable() {
+        let err = ClientError::from_status(
+            "ListNodes",
+            "rm:1",
+            tonic::Status::cancelled("Timeout expired"),
+        );
+        assert_eq!(
+            err.to_string(),
+            "cannot reach the resource manager at rm:1: no answer to ListNodes in time: Timeout expired"
+        );
+        let refused = ClientError::from_status(
+            "GetApplicationReport",
+            "rm:1",
+            tonic::Status::not_found("application application_1_0009 is not known"),
+        );
+        assert!(matches!(refused, ClientError::Rpc { .. }), "{refused}");
+    }
 }

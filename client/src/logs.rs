@@ -12,7 +12,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tonic::transport::Channel;
 
 use crate::error::ClientError;
-use crate::rm_client::{RmClient, connect_channel};
+use crate::rm_client::{RmClient, connect_channel, unary};
 
 const NODE_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -117,10 +117,10 @@ async fn list_on_node(
         .map_err(unreachable)?;
     let mut client = ContainerManagerClient::new(channel);
     let answer = client
-        .list_container_logs(proto::ListContainerLogsRequest {
+        .list_container_logs(unary(proto::ListContainerLogsRequest {
             application_id: app.to_string(),
             container_id: wanted.unwrap_or_default().to_string(),
-        })
+        }))
         .await;
     let listing = match answer {
         Ok(listing) => listing.into_inner(),
@@ -147,9 +147,9 @@ async fn list_on_node(
 
 fn node_error(node: &str, call: &'static str, status: tonic::Status) -> ClientError {
     match status.code() {
-        tonic::Code::Unavailable => ClientError::NodeUnreachable {
+        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => ClientError::NodeUnreachable {
             addr: node.to_string(),
-            reason: status.message().to_string(),
+            reason: crate::error::status_reason(&status),
         },
         code => ClientError::Rpc {
             call,

@@ -15,6 +15,12 @@ use crate::error::{ClientError, chain};
 
 /// How long a client waits for the RM to accept a connection (`client.connect-timeout`).
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a call that should answer at once may take: a peer that accepted the connection
+/// but hangs is reported instead of hanging the command. Uploads and watches are exempt.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(20);
+/// HTTP/2 pings on idle connections, so a watch on a vanished RM ends instead of waiting.
+const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(10);
+const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
 #[derive(Debug, Clone)]
 pub struct RmClient {
@@ -32,12 +38,14 @@ pub struct NewApplication {
 }
 
 /// Opens a channel to `addr` (`HOST:PORT`), failing after `timeout` if nothing answers.
-/// `what` names the peer in the error ("resource manager", "node manager").
 pub(crate) async fn connect_channel(addr: &str, timeout: Duration) -> Result<Channel, String> {
     let endpoint = Endpoint::from_shared(format!("http://{addr}"))
         .map_err(|e| chain(&e))?
         .connect_timeout(timeout)
-        .tcp_nodelay(true);
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(KEEP_ALIVE_INTERVAL)
+        .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
+        .keep_alive_while_idle(true);
     // The connect timeout covers the TCP handshake; the outer one also covers a name lookup
     // that hangs, so an unreachable RM is reported promptly whatever the cause.
     match tokio::time::timeout(timeout, endpoint.connect()).await {
@@ -89,7 +97,7 @@ impl RmClient {
     pub async fn new_application(&mut self) -> Result<NewApplication, ClientError> {
         let answer = self
             .apps
-            .get_new_application(proto::GetNewApplicationRequest {})
+            .get_new_application(unary(proto::GetNewApplicationRequest {}))
             .await
             .map_err(self.fail("GetNewApplication"))?
             .into_inner();
@@ -113,7 +121,7 @@ impl RmClient {
     ) -> Result<proto::SubmitApplicationResponse, ClientError> {
         Ok(self
             .apps
-            .submit_application(request)
+            .submit_application(unary(request))
             .await
             .map_err(self.fail("SubmitApplication"))?
             .into_inner())
@@ -125,7 +133,7 @@ impl RmClient {
     ) -> Result<proto::ApplicationReport, ClientError> {
         Ok(self
             .apps
-            .get_application_report(report_request(id))
+            .get_application_report(unary(report_request(id)))
             .await
             .map_err(self.fail("GetApplicationReport"))?
             .into_inner())
@@ -155,7 +163,7 @@ impl RmClient {
         };
         Ok(self
             .apps
-            .list_applications(request)
+            .list_applications(unary(request))
             .await
             .map_err(self.fail("ListApplications"))?
             .into_inner()
@@ -174,7 +182,7 @@ impl RmClient {
         };
         Ok(self
             .apps
-            .kill_application(request)
+            .kill_application(unary(request))
             .await
             .map_err(self.fail("KillApplication"))?
             .into_inner()
@@ -184,12 +192,19 @@ impl RmClient {
     pub async fn list_nodes(&mut self) -> Result<Vec<proto::NodeReport>, ClientError> {
         Ok(self
             .apps
-            .list_nodes(proto::ListNodesRequest {})
+            .list_nodes(unary(proto::ListNodesRequest {}))
             .await
             .map_err(self.fail("ListNodes"))?
             .into_inner()
             .nodes)
     }
+}
+
+/// A request that must be answered within [`CALL_TIMEOUT`].
+pub(crate) fn unary<T>(message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.set_timeout(CALL_TIMEOUT);
+    request
 }
 
 fn report_request(id: ApplicationId) -> proto::GetApplicationReportRequest {

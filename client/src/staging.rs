@@ -50,9 +50,9 @@ pub async fn stage_file(
     let (sha256, size) = digest_file(path).await?;
     let mut staging = rm.staging();
     let stat = staging
-        .stat(proto::StatRequest {
+        .stat(crate::rm_client::unary(proto::StatRequest {
             sha256: sha256.clone(),
-        })
+        }))
         .await
         .map_err(rm.fail("StagingStore.Stat"))?
         .into_inner();
