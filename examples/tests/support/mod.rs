@@ -84,7 +84,20 @@ pub fn distributed_shell() -> &'static str {
 
 /// A `spindle` command with a clean environment: no SPINDLE_* from the caller's shell.
 pub fn spindle() -> Command {
-    let mut command = Command::new(spindle_bin());
+    spindle_in(None)
+}
+
+/// `spindle`, run inside the network namespace `netns` when one is given (`ip netns exec`
+/// execs it, so the child's pid is the daemon's own).
+pub fn spindle_in(netns: Option<&str>) -> Command {
+    let mut command = match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns]).arg(spindle_bin());
+            c
+        }
+        None => Command::new(spindle_bin()),
+    };
     for var in ["SPINDLE_RM", "SPINDLE_MASTER", "SPINDLE_CONFIG"] {
         command.env_remove(var);
     }
@@ -119,11 +132,16 @@ impl std::fmt::Display for Run {
 
 /// Runs `spindle ARGS` to its end (output to files, so a large log never blocks it).
 pub fn run(args: &[&str]) -> Run {
+    run_in(None, args)
+}
+
+/// Runs `spindle ARGS` to its end inside `netns` (or here, given none).
+pub fn run_in(netns: Option<&str>, args: &[&str]) -> Run {
     let dir = TempDir::new("run");
     let out_path = dir.path().join("stdout");
     let err_path = dir.path().join("stderr");
     let start = Instant::now();
-    let mut child = spindle()
+    let mut child = spindle_in(netns)
         .args(args)
         .stdout(fs::File::create(&out_path).expect("stdout file"))
         .stderr(fs::File::create(&err_path).expect("stderr file"))
@@ -168,8 +186,19 @@ pub struct Daemon {
 impl Daemon {
     /// Starts `spindle ARGS` and reads its announcement until `last_key` appears.
     pub fn start(name: &str, args: &[&str], log_dir: &Path, last_key: &str) -> Daemon {
+        Daemon::start_in(None, name, args, log_dir, last_key)
+    }
+
+    /// `start`, inside the network namespace `netns` when one is given.
+    pub fn start_in(
+        netns: Option<&str>,
+        name: &str,
+        args: &[&str],
+        log_dir: &Path,
+        last_key: &str,
+    ) -> Daemon {
         let stderr_path = log_dir.join(format!("{name}.log"));
-        let mut child = spindle()
+        let mut child = spindle_in(netns)
             .args(args)
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
