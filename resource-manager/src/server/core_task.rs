@@ -91,7 +91,9 @@ impl CoreTask {
         let now = self.clock.now_ms();
         match command {
             Command::NewApplication(reply) => {
-                let _ = reply.send(Ok(self.core.new_application()));
+                let (id, effects) = self.core.new_application();
+                self.carry_out(effects);
+                let _ = reply.send(Ok(id));
             }
             Command::Submit(submission, reply) => {
                 let _span = info_span!("submit", app = %submission.id).entered();
@@ -217,6 +219,7 @@ impl CoreTask {
     fn carry_out(&mut self, effects: Vec<Effect>) {
         for effect in effects {
             match effect {
+                Effect::Persist(_) => {}
                 Effect::LaunchAm {
                     container,
                     node,
