@@ -7,6 +7,7 @@
 pub mod config;
 pub mod core;
 mod server;
+pub mod store;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
