@@ -300,8 +300,7 @@ impl CoreTask {
                 let wait = wait.min(self.max_allocate_wait);
                 if wait.is_zero() || self.core.has_news(attempt) {
                     self.answer(attempt, reply);
-                } else if let Some(older) = self.polls.hold(attempt, reply, Instant::now() + wait)
-                {
+                } else if let Some(older) = self.polls.hold(attempt, reply, Instant::now() + wait) {
                     // Two polls of one attempt in one batch: the later one listens.
                     let _ = older.send(Ok(reports::empty_allocate_response(&self.core)));
                 }

@@ -85,11 +85,9 @@ pub async fn open(config: &RmConfig, clock: &Clock) -> Result<Recovered, RmError
     })
 }
 
-fn recover(
-    dir: PathBuf,
-    config: CoreConfig,
-    now: u64,
-) -> Result<(Box<dyn StateStore>, Core, Vec<Effect>), RmError> {
+type Opened = (Box<dyn StateStore>, Core, Vec<Effect>);
+
+fn recover(dir: PathBuf, config: CoreConfig, now: u64) -> Result<Opened, RmError> {
     std::fs::create_dir_all(&dir).map_err(|error| RmError::StateDir {
         path: dir.clone(),
         error,
@@ -97,16 +95,14 @@ fn recover(
     let mut store = EmbeddedStore::open(&dir.join(STORE_FILE))?;
     let records = store.load()?;
     let (core, effects) = Core::recover(config, now, records);
-    let (records, effects): (Vec<Effect>, Vec<Effect>) = effects
-        .into_iter()
-        .partition(|e| matches!(e, Effect::Persist(_)));
-    let records: Vec<Record> = records
-        .into_iter()
-        .filter_map(|e| match e {
-            Effect::Persist(r) => Some(r),
-            _ => None,
-        })
-        .collect();
+    let mut records = Vec::new();
+    let mut rest = Vec::new();
+    for effect in effects {
+        match effect {
+            Effect::Persist(record) => records.push(record),
+            other => rest.push(other),
+        }
+    }
     store.write(&records)?;
-    Ok((Box::new(store), core, effects))
+    Ok((Box::new(store), core, rest))
 }
