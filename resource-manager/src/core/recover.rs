@@ -368,7 +368,9 @@ impl Core {
 
 #[cfg(test)]
 mod tests {
-    use spindle_containers::exit_status::{ABORTED, KILLED_AFTER_APP_COMPLETION};
+    use spindle_containers::exit_status::{
+        ABORTED, KILLED_AFTER_APP_COMPLETION, KILLED_BY_APPMASTER,
+    };
 
     use crate::core::testkit::*;
     use crate::core::{AmCommand, AppState, AttemptState, Effect, FinalStatus, Record};
@@ -511,5 +513,37 @@ mod tests {
         t.register_node("n1:1", 4096, vec![running(am)]);
         let out = t.heartbeat("n1:1", vec![running(am)]).unwrap();
         assert_eq!(out.containers_to_cleanup, vec![am]);
+    }
+
+    #[test]
+    fn a_release_sent_with_the_resync_is_kept() {
+        let mut t = Harness::new();
+        t.node("n1:1", 8192);
+        let attempt = t.running_app(1024);
+        let workers = t.ask(attempt, 1, 1024, 2);
+        t.restart();
+        let mut c = call(attempt, vec![ask(1, 1024, 5)]);
+        c.releases = vec![workers[1].id];
+        let fx = t.core.on_allocate(t.now, c).unwrap();
+        assert!(fx.contains(&Effect::Persist(Record::ContainerEnded(workers[1].id))));
+        assert_eq!(
+            stops(&fx),
+            vec![("n1:1".to_string(), workers[1].id, KILLED_BY_APPMASTER)]
+        );
+        let news = t.news(attempt);
+        assert_eq!(news.command, Some(AmCommand::Resync));
+        assert_eq!(news.completed.len(), 1);
+        assert_eq!(
+            t.outstanding(attempt),
+            0,
+            "asks wait for the AM to register again"
+        );
+        // The NM had not stopped it yet when it registered: it is told to.
+        let am = t.am_container(attempt.application);
+        let all = vec![running(am), running(workers[0].id), running(workers[1].id)];
+        t.register_node("n1:1", 8192, all.clone());
+        let out = t.heartbeat("n1:1", all).unwrap();
+        assert_eq!(out.containers_to_cleanup, vec![workers[1].id]);
+        assert_eq!(t.core.app(attempt.application).unwrap().live_containers, 2);
     }
 }
