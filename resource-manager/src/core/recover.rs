@@ -156,14 +156,14 @@ impl Core {
         let Some(app) = self.apps.get_mut(&attempt.application) else {
             return;
         };
-        let current = app.is_current(attempt);
-        let live = !app.state.is_final()
-            && app
-                .attempt_mut(attempt)
-                .filter(|a| current && !a.state.is_over())
-                .map(|a| a.next_container = a.next_container.max(r.id.id.saturating_add(1)))
-                .is_some();
-        if live {
+        let current = app.is_current(attempt) && !app.state.is_final();
+        let live_attempt = app
+            .attempt_mut(attempt)
+            .filter(|a| current && !a.state.is_over());
+        if let Some(a) = live_attempt {
+            // Ids of the new epoch cannot repeat old ones anyway; going on from the highest
+            // number just keeps them readable.
+            a.next_container = a.next_container.max(r.id.id.saturating_add(1));
             self.awaiting.insert(r);
         } else {
             fx.persist(Record::ContainerEnded(r.id));
@@ -274,23 +274,27 @@ impl Core {
         let r = self.awaiting.remove(&id)?;
         fx.persist(Record::ContainerEnded(id));
         let attempt = id.attempt;
-        let app = self.apps.get_mut(&attempt.application)?;
-        let current = app.is_current(attempt);
-        let a = app
-            .attempt_mut(attempt)
-            .filter(|a| current && !a.state.is_over())?;
-        if r.is_am {
-            let why = format!(
-                "AM container {id} ended before the application master unregistered: {why}"
-            );
-            self.fail_attempt(now, attempt, why, fx);
-        } else {
-            a.news.completed.push(CompletedContainer {
-                id,
-                exit_status,
-                diagnostics: why.to_string(),
-            });
-            fx.wake(attempt);
+        let live_attempt = self.apps.get_mut(&attempt.application).and_then(|app| {
+            let current = app.is_current(attempt);
+            app.attempt_mut(attempt)
+                .filter(|a| current && !a.state.is_over())
+        });
+        match live_attempt {
+            None => {}
+            Some(_) if r.is_am => {
+                let why = format!(
+                    "AM container {id} ended before the application master unregistered: {why}"
+                );
+                self.fail_attempt(now, attempt, why, fx);
+            }
+            Some(a) => {
+                a.news.completed.push(CompletedContainer {
+                    id,
+                    exit_status,
+                    diagnostics: why.to_string(),
+                });
+                fx.wake(attempt);
+            }
         }
         Some(r.node)
     }
