@@ -488,3 +488,290 @@ pub fn wait_until(guard: Duration, what: &str, mut done: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+// What the failure tests add: daemons killed as a crash would, a cluster with chosen RM flags
+// whose RM can be killed and started again on the same state and port, whole hosts that die,
+// commands left running in the background, and signals to container processes.
+
+impl Daemon {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL, as a crash or a power cut: the daemon gets no chance to clean up or to stop its
+    /// containers. Returns once the process is reaped.
+    pub fn kill_hard(&mut self) {
+        if self.stopped {
+            return;
+        }
+        self.stopped = true;
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The RM flags of `Cluster::start`: expiries long enough that nothing expires by accident.
+pub const CALM_RM_FLAGS: &[&str] = &["--nm-liveness-expiry", "30s", "--am-liveness-expiry", "30s"];
+
+impl Cluster {
+    /// `start`, with `rm_flags` (e.g. short liveness expiries) in place of `CALM_RM_FLAGS`.
+    pub fn start_with_rm_flags(nodes: usize, memory_mb: u64, rm_flags: &[&str]) -> Cluster {
+        let dir = TempDir::new("cluster");
+        fs::write(
+            dir.path().join("spindle.yaml"),
+            "resource-manager:\n  minimum-allocation: {memory_mb: 128, vcores: 1}\n",
+        )
+        .expect("write config");
+        let rm = start_rm(dir.path(), "127.0.0.1:0", rm_flags);
+        let rm_addr = rm.get("rpc-address");
+        let mut nms = Vec::new();
+        let mut work_dirs = Vec::new();
+        for index in 0..nodes {
+            let work_dir = dir.path().join(format!("nm-{index}"));
+            nms.push(start_nm(dir.path(), index, &rm_addr, &work_dir, memory_mb));
+            work_dirs.push(work_dir);
+        }
+        let node_ids = nms.iter().map(|nm| nm.get("node-id")).collect();
+        let cluster = Cluster {
+            nms,
+            rm,
+            rm_addr,
+            node_ids,
+            work_dirs,
+            dir,
+        };
+        cluster.wait_for_nodes();
+        cluster
+    }
+
+    /// SIGKILLs the RM; its state directory and port stay for `restart_rm`.
+    pub fn kill_rm(&mut self) {
+        self.rm.kill_hard();
+    }
+
+    /// Starts an RM again on the same state directory and gRPC port, with `rm_flags`.
+    pub fn restart_rm(&mut self, rm_flags: &[&str]) {
+        self.rm = start_rm(self.dir.path(), &self.rm_addr, rm_flags);
+        assert_eq!(self.rm.get("rpc-address"), self.rm_addr, "same port again");
+    }
+
+    /// A host that dies: SIGKILL of node manager `index`, then of every process of its
+    /// containers (they run in sessions of their own, so the NM's death alone leaves them).
+    /// Returns how many container processes were killed.
+    pub fn kill_node(&mut self, index: usize) -> usize {
+        self.nms[index].kill_hard();
+        let mut killed = std::collections::BTreeSet::new();
+        // A launch script may be between fork and exec: go round until nothing is left.
+        wait_until(COMMAND, "the node's container processes to die", || {
+            let left = node_processes(&self.node_ids[index], &self.work_dirs[index]);
+            for &pid in &left {
+                signal(pid, "KILL");
+                killed.insert(pid);
+            }
+            left.is_empty()
+        });
+        killed.len()
+    }
+
+    /// `spindle nodes`' state for node `index` (RUNNING, LOST, …), if it is listed.
+    pub fn node_state(&self, index: usize) -> Option<String> {
+        let nodes = self.spindle("nodes", &[]);
+        let id = &self.node_ids[index];
+        nodes
+            .stdout
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(id.as_str()))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .map(str::to_string)
+    }
+
+    /// `spindle submit` of distributed-shell left running in the background.
+    pub fn spawn_shell(&self, submit_flags: &[&str], shell_flags: &[&str]) -> Background {
+        let mut line = vec!["submit", "--rm", &self.rm_addr];
+        line.extend_from_slice(submit_flags);
+        line.push("--");
+        line.push(distributed_shell());
+        line.extend_from_slice(shell_flags);
+        Background::spawn(&line)
+    }
+}
+
+fn start_rm(dir: &Path, bind: &str, rm_flags: &[&str]) -> Daemon {
+    let config = dir.join("spindle.yaml");
+    let state_dir = dir.join("rm");
+    let mut args = vec![
+        "--config",
+        config.to_str().unwrap(),
+        "resource-manager",
+        "--bind",
+        bind,
+        "--web-bind",
+        "127.0.0.1:0",
+        "--state-dir",
+        state_dir.to_str().unwrap(),
+    ];
+    args.extend_from_slice(rm_flags);
+    // A restarted RM logs to a file of its own, so the first one's log is kept.
+    static STARTS: AtomicUsize = AtomicUsize::new(0);
+    let name = match STARTS.fetch_add(1, Ordering::Relaxed) {
+        0 => "resource-manager".to_string(),
+        n => format!("resource-manager-{n}"),
+    };
+    Daemon::start(&name, &args, dir, "cluster-timestamp")
+}
+
+fn start_nm(dir: &Path, index: usize, rm_addr: &str, work_dir: &Path, memory_mb: u64) -> Daemon {
+    let memory = memory_mb.to_string();
+    Daemon::start(
+        &format!("node-manager-{index}"),
+        &[
+            "node-manager",
+            "--rm",
+            rm_addr,
+            "--bind",
+            "127.0.0.1:0",
+            "--web-bind",
+            "127.0.0.1:0",
+            "--work-dir",
+            work_dir.to_str().unwrap(),
+            "--memory-mb",
+            &memory,
+            "--vcores",
+            "4",
+        ],
+        dir,
+        "web-address",
+    )
+}
+
+/// Sends `SIGNAL` (a name as `kill -s` takes it: KILL, STOP, CONT, TERM) to one process.
+pub fn signal(pid: u32, name: &str) {
+    let _ = Command::new("kill")
+        .args(["-s", name, &pid.to_string()])
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// Whether `pid` is a live process (not a zombie).
+pub fn alive(pid: u32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            // The state follows the parenthesised command name, which may hold spaces.
+            let after = stat.rsplit_once(") ")?.1;
+            after.chars().next()
+        })
+        .is_some_and(|state| state != 'Z' && state != 'X')
+}
+
+/// Processes one of a node's containers started: those with its `NM_ADDRESS` in their
+/// environment, or a working directory under its `appcache`.
+pub fn node_processes(node_id: &str, work_dir: &Path) -> Vec<u32> {
+    let needle = format!("NM_ADDRESS={node_id}");
+    let appcache = work_dir.join("appcache");
+    pids_where(|proc_dir| {
+        let in_env = fs::read(proc_dir.join("environ"))
+            .map(|env| env.split(|b| *b == 0).any(|var| var == needle.as_bytes()))
+            .unwrap_or(false);
+        in_env
+            || fs::read_link(proc_dir.join("cwd"))
+                .map(|cwd| cwd.starts_with(&appcache))
+                .unwrap_or(false)
+    })
+}
+
+/// Live processes whose environment has `CONTAINER_ID=<container>` and whose command name is
+/// `comm` (as /proc shows it: at most 15 bytes).
+pub fn container_processes(container: &str, comm: &str) -> Vec<u32> {
+    let needle = format!("CONTAINER_ID={container}");
+    let comm: String = comm.chars().take(15).collect();
+    pids_where(|proc_dir| {
+        fs::read_to_string(proc_dir.join("comm")).is_ok_and(|c| c.trim() == comm)
+            && fs::read(proc_dir.join("environ"))
+                .map(|env| env.split(|b| *b == 0).any(|var| var == needle.as_bytes()))
+                .unwrap_or(false)
+    })
+}
+
+fn pids_where(mut wanted: impl FnMut(&Path) -> bool) -> Vec<u32> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let pid = e.file_name().to_str()?.parse::<u32>().ok()?;
+            (wanted(&e.path()) && alive(pid)).then_some(pid)
+        })
+        .collect()
+}
+
+/// A `spindle` command running in the background, killed on drop unless waited for.
+pub struct Background {
+    child: Child,
+    dir: TempDir,
+    started: Instant,
+    done: bool,
+    what: String,
+}
+
+impl Background {
+    pub fn spawn(args: &[&str]) -> Background {
+        let dir = TempDir::new("background");
+        let child = spindle()
+            .args(args)
+            .stdout(fs::File::create(dir.path().join("stdout")).expect("stdout file"))
+            .stderr(fs::File::create(dir.path().join("stderr")).expect("stderr file"))
+            .spawn()
+            .expect("spawn spindle");
+        Background {
+            child,
+            dir,
+            started: Instant::now(),
+            done: false,
+            what: format!("spindle {args:?}"),
+        }
+    }
+
+    /// What it printed on stdout so far.
+    pub fn stdout_so_far(&self) -> String {
+        fs::read_to_string(self.dir.path().join("stdout")).unwrap_or_default()
+    }
+
+    /// Waits for the first line on stdout (a submission's application id).
+    pub fn first_line(&self) -> String {
+        let mut line = String::new();
+        wait_until(COMMAND, "the first line of output", || {
+            let out = self.stdout_so_far();
+            match out.split_once('\n') {
+                Some((first, _)) => {
+                    line = first.trim().to_string();
+                    true
+                }
+                None => false,
+            }
+        });
+        line
+    }
+
+    /// Waits (hang guard `COMMAND`) for it to end.
+    pub fn wait(mut self) -> Run {
+        let status = wait_with_guard(&mut self.child, COMMAND, &self.what);
+        self.done = true;
+        Run {
+            code: status.code(),
+            stdout: fs::read_to_string(self.dir.path().join("stdout")).unwrap_or_default(),
+            stderr: fs::read_to_string(self.dir.path().join("stderr")).unwrap_or_default(),
+            elapsed: self.started.elapsed(),
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
