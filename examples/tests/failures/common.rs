@@ -105,3 +105,56 @@ pub fn sleeping_on(cluster: &Cluster, index: usize, app: &str) -> usize {
         })
         .count()
 }
+
+/// Live processes of attempt `attempt` of `app`: those whose `CONTAINER_ID` names one of the
+/// attempt's containers (in any epoch).
+pub fn attempt_processes(app: &str, attempt: u32) -> Vec<u32> {
+    let app_part = format!("{}_{attempt:02}_", app.trim_start_matches("application_"));
+    let mut pids = Vec::new();
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return pids;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let env = fs::read(entry.path().join("environ")).unwrap_or_default();
+        let ours = env.split(|b| *b == 0).any(|var| {
+            std::str::from_utf8(var)
+                .ok()
+                .and_then(|v| v.strip_prefix("CONTAINER_ID=container_"))
+                .is_some_and(|id| {
+                    // `e<epoch>_` comes first in ids handed out after a restart.
+                    let id = match id.split_once('_') {
+                        Some((epoch, rest)) if epoch.starts_with('e') => rest,
+                        _ => id,
+                    };
+                    id.starts_with(&app_part)
+                })
+        });
+        if ours && crate::support::alive(pid) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// The process of `program` (its command name) in attempt `attempt`'s AM container, once it
+/// runs.
+pub fn am_process(app: &str, attempt: u32, program: &str) -> u32 {
+    let container = am_container(app, attempt);
+    let (pid, _) = wait_for(
+        Duration::from_secs(120),
+        &format!("{program} in {container}"),
+        || {
+            crate::support::container_processes(&container, program)
+                .first()
+                .copied()
+        },
+    );
+    pid
+}
