@@ -143,6 +143,10 @@ impl Core {
     /// and schedules at once. Whether to answer now is `has_news`; the answer is `take_news`.
     pub fn on_allocate(&mut self, now: u64, call: AllocateCall) -> Result<Vec<Effect>, CoreError> {
         let id = call.attempt;
+        // Malformed asks are refused whatever the attempt's state, so an AM learns of its
+        // mistake even when its attempt is over.
+        let asks = self.request_keys("asks", &call.asks)?;
+        let cancels = self.request_keys("cancels", &call.cancels)?;
         let (app, attempt) = self.lookup_attempt(id)?;
         if attempt.state.is_over() || !app.is_current(id) {
             return Ok(Vec::new());
@@ -154,8 +158,6 @@ impl Core {
             });
         }
         let order = app.order;
-        let asks = self.request_keys("asks", &call.asks)?;
-        let cancels = self.request_keys("cancels", &call.cancels)?;
         for (i, container) in call.releases.iter().enumerate() {
             let field = || format!("release[{i}]");
             let is_am = match self.containers.get(container) {
@@ -250,10 +252,11 @@ impl Core {
                         value: i64::from(ask.num_containers),
                     });
                 }
+                let capability_field = format!("{field}[{i}].capability");
                 let capability = normalize(
                     &self.config,
-                    &format!("{field}[{i}].capability"),
-                    "container request",
+                    &capability_field,
+                    &format!("{capability_field}: container request"),
                     ask.memory_mb,
                     ask.vcores,
                 )?;
@@ -434,7 +437,8 @@ mod tests {
             .unwrap_err();
         assert_eq!(
             err.to_string(),
-            "container request memory_mb=100000 exceeds the maximum allocation of 8192 MB"
+            "asks[1].capability: container request memory_mb=100000 exceeds the maximum \
+             allocation of 8192 MB"
         );
         let err = t
             .core

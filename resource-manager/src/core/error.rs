@@ -6,18 +6,27 @@ use spindle_containers::{
     ApplicationId, AttemptId, ContainerId, IdError, LaunchContextError, NodeId, ResourceError,
 };
 
-use super::app::{AppState, AttemptState};
+use super::app::AttemptState;
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum CoreError {
-    #[error(transparent)]
-    MalformedId(#[from] IdError),
+    #[error("{field}: {error}")]
+    MalformedId { field: String, error: IdError },
     #[error(transparent)]
     BadResource(#[from] ResourceError),
-    #[error(transparent)]
-    BadLaunchContext(#[from] LaunchContextError),
+    #[error("{field}: {error}")]
+    BadLaunchContext {
+        field: String,
+        error: LaunchContextError,
+    },
     #[error("{field} is missing")]
     Missing { field: String },
+    #[error("{field}={value} is not allowed: expected {allowed}")]
+    NotAllowed {
+        field: String,
+        value: String,
+        allowed: &'static str,
+    },
     #[error("{field}.memory_mb={value} must be at least 1")]
     MemoryNotPositive { field: String, value: i64 },
     #[error("{field}.vcores={value} must be at least 1")]
@@ -42,35 +51,35 @@ pub enum CoreError {
         "final_status={value} is not allowed: expected SUCCEEDED (1), FAILED (2) or KILLED (3)"
     )]
     BadFinalStatus { value: i32 },
+    // The messages below name the request field that holds the id: every RPC calls an
+    // application's id `application_id`, an attempt's `attempt_id` and a node's `node_id`.
     #[error(
-        "application {0} was not handed out by GetNewApplication of this resource manager; \
+        "application_id={0} was not handed out by GetNewApplication of this resource manager; \
          ask for a new application id first"
     )]
     NotIssued(ApplicationId),
-    #[error("application {0} was already submitted")]
+    #[error("application_id={0} was already submitted")]
     AlreadySubmitted(ApplicationId),
-    #[error("application {0} is not known to this resource manager")]
+    #[error("application_id={0} is not known to this resource manager")]
     UnknownApplication(ApplicationId),
-    #[error("application attempt {0} is not known to this resource manager")]
+    #[error("attempt_id={0} is not known to this resource manager")]
     UnknownAttempt(AttemptId),
     #[error(
-        "application attempt {attempt} has not registered (it is {state}): call \
+        "attempt_id={attempt} has not registered (it is {state}): call \
          RegisterApplicationMaster first"
     )]
     NotRegistered {
         attempt: AttemptId,
         state: AttemptState,
     },
-    #[error("application attempt {0} has no AM container running yet")]
+    #[error("attempt_id={0} has no AM container running yet")]
     NotLaunched(AttemptId),
-    #[error("application attempt {attempt} is already over ({state}); it cannot {action}")]
+    #[error("attempt_id={attempt} is already over ({state}); it cannot {action}")]
     AttemptOver {
         attempt: AttemptId,
         state: AttemptState,
         action: &'static str,
     },
-    #[error("application {app} is already over ({state})")]
-    AppOver { app: ApplicationId, state: AppState },
     #[error("{field}={container} does not belong to application attempt {attempt}")]
     ForeignContainer {
         field: String,
@@ -82,7 +91,7 @@ pub enum CoreError {
         field: String,
         container: ContainerId,
     },
-    #[error("node {0} is not registered with this resource manager")]
+    #[error("node_id={0} is not registered with this resource manager")]
     UnknownNode(NodeId),
 }
 
@@ -99,10 +108,11 @@ impl CoreError {
     pub fn class(&self) -> ErrorClass {
         use CoreError::*;
         match self {
-            MalformedId(_)
+            MalformedId { .. }
             | BadResource(_)
-            | BadLaunchContext(_)
+            | BadLaunchContext { .. }
             | Missing { .. }
+            | NotAllowed { .. }
             | MemoryNotPositive { .. }
             | VcoresNotPositive { .. }
             | MemoryAboveMaximum { .. }
@@ -114,11 +124,9 @@ impl CoreError {
             | ForeignContainer { .. }
             | ReleaseOwnContainer { .. } => ErrorClass::InvalidArgument,
             UnknownApplication(_) | UnknownAttempt(_) | UnknownNode(_) => ErrorClass::NotFound,
-            AlreadySubmitted(_)
-            | NotLaunched(_)
-            | NotRegistered { .. }
-            | AttemptOver { .. }
-            | AppOver { .. } => ErrorClass::FailedPrecondition,
+            AlreadySubmitted(_) | NotLaunched(_) | NotRegistered { .. } | AttemptOver { .. } => {
+                ErrorClass::FailedPrecondition
+            }
         }
     }
 }

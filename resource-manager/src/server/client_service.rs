@@ -89,6 +89,7 @@ impl ApplicationClient for ClientService {
         request: Request<proto::ListApplicationsRequest>,
     ) -> Result<Response<proto::ListApplicationsResponse>, Status> {
         let proto::ListApplicationsRequest { states, queue } = request.into_inner();
+        convert::app_states(&states)?;
         let applications = self
             .core
             .read(move |core, _| {

@@ -2,28 +2,72 @@
 //! enums mapped. Everything from outside passes through here, and anything malformed becomes a
 //! `CoreError` that names the field.
 
-use spindle_containers::{ApplicationId, AttemptId, ContainerId, LaunchContext, NodeId, Resource};
+use spindle_containers::{
+    ApplicationId, AttemptId, IdError, LaunchContext, LaunchContextError, NodeId, Resource,
+};
 use spindle_protocol as proto;
 
+use super::status::shorten;
 use crate::core::{
     AllocateCall, Ask, CoreError, FinishCall, NodeHeartbeat, NodeInfo, RegisterCall,
     ReportedContainer, ReportedState, Submission,
 };
 
+/// Parses the id in request field `field`, naming the field if it is malformed.
+fn id<T>(field: impl Into<String>, value: &str) -> Result<T, CoreError>
+where
+    T: std::str::FromStr<Err = IdError>,
+{
+    value.parse().map_err(|mut error: IdError| {
+        error.value = shorten(&error.value);
+        CoreError::MalformedId {
+            field: field.into(),
+            error,
+        }
+    })
+}
+
+/// The launch context's error, quoting at most the start of the names it was given.
+fn shorten_launch_error(error: LaunchContextError) -> LaunchContextError {
+    use LaunchContextError::*;
+    match error {
+        BadResourceName(name) => BadResourceName(shorten(&name)),
+        BadDigest { name, sha256 } => BadDigest {
+            name: shorten(&name),
+            sha256: shorten(&sha256),
+        },
+        BadEnvName(name) => BadEnvName(shorten(&name)),
+        other => other,
+    }
+}
+
 pub fn application_id(value: &str) -> Result<ApplicationId, CoreError> {
-    Ok(value.parse()?)
+    id("application_id", value)
 }
 
 pub fn attempt_id(value: &str) -> Result<AttemptId, CoreError> {
-    Ok(value.parse()?)
-}
-
-pub fn container_id(value: &str) -> Result<ContainerId, CoreError> {
-    Ok(value.parse()?)
+    id("attempt_id", value)
 }
 
 pub fn node_id(value: &str) -> Result<NodeId, CoreError> {
-    Ok(value.parse()?)
+    id("node_id", value)
+}
+
+/// The `states` filter of ListApplications: known states only.
+pub fn app_states(states: &[i32]) -> Result<(), CoreError> {
+    for (i, &state) in states.iter().enumerate() {
+        match proto::ApplicationState::try_from(state) {
+            Ok(proto::ApplicationState::Unspecified) | Err(_) => {
+                return Err(CoreError::NotAllowed {
+                    field: format!("states[{i}]"),
+                    value: state.to_string(),
+                    allowed: "an application state, NEW (1) to KILLED (8)",
+                });
+            }
+            Ok(_) => {}
+        }
+    }
+    Ok(())
 }
 
 pub fn submission(
@@ -43,7 +87,12 @@ pub fn submission(
     };
     let am_launch = match (&req.am_container, req.unmanaged) {
         (None, true) => LaunchContext::default(),
-        (ctx, _) => LaunchContext::from_proto(ctx.as_ref())?,
+        (ctx, _) => LaunchContext::from_proto(ctx.as_ref()).map_err(|error| {
+            CoreError::BadLaunchContext {
+                field: "am_container".into(),
+                error: shorten_launch_error(error),
+            }
+        })?,
     };
     Ok(Submission {
         id,
@@ -63,6 +112,13 @@ pub fn submission(
 pub fn register_call(
     req: proto::RegisterApplicationMasterRequest,
 ) -> Result<RegisterCall, CoreError> {
+    if !(0..=i32::from(u16::MAX)).contains(&req.rpc_port) {
+        return Err(CoreError::NotAllowed {
+            field: "rpc_port".into(),
+            value: req.rpc_port.to_string(),
+            allowed: "a port from 0 (none) to 65535",
+        });
+    }
     Ok(RegisterCall {
         attempt: attempt_id(&req.attempt_id)?,
         host: req.host,
@@ -99,7 +155,8 @@ pub fn allocate_call(req: &proto::AllocateRequest) -> Result<AllocateCall, CoreE
         releases: req
             .release
             .iter()
-            .map(|id| container_id(id))
+            .enumerate()
+            .map(|(i, c)| id(format!("release[{i}]"), c))
             .collect::<Result<_, _>>()?,
         progress: req.progress,
     })
@@ -136,16 +193,15 @@ pub fn reported_containers(
                 }
                 Ok(proto::ContainerState::Complete) => ReportedState::Complete,
                 _ => {
-                    return Err(CoreError::Missing {
-                        field: format!(
-                            "containers[{i}].state (NEW, RUNNING or COMPLETE; got {})",
-                            s.state
-                        ),
+                    return Err(CoreError::NotAllowed {
+                        field: format!("containers[{i}].state"),
+                        value: s.state.to_string(),
+                        allowed: "NEW (1), RUNNING (2) or COMPLETE (3)",
                     });
                 }
             };
             Ok(ReportedContainer {
-                id: container_id(&s.container_id)?,
+                id: id(format!("containers[{i}].container_id"), &s.container_id)?,
                 state,
                 exit_status: s.exit_status,
                 diagnostics: s.diagnostics.clone(),

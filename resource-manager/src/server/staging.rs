@@ -17,6 +17,8 @@ use tokio::fs::File;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::{Request, Response, Status, Streaming};
 
+use super::status::shorten;
+
 pub const CHUNK_BYTES: usize = 256 * 1024;
 
 pub struct StagingService {
@@ -46,7 +48,8 @@ fn check_digest(field: &str, sha256: &str) -> Result<(), Status> {
         Ok(())
     } else {
         Err(Status::invalid_argument(format!(
-            "{field}={sha256:?} is not a sha256: expected 64 lowercase hex digits"
+            "{field}={:?} is not a sha256: expected 64 lowercase hex digits",
+            shorten(sha256)
         )))
     }
 }
