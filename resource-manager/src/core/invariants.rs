@@ -45,6 +45,9 @@ impl Core {
         let Some(max_free) = self.nodes.max_free_memory_mb() else {
             return Ok(());
         };
+        if self.queues.will_look_again() {
+            return Ok(());
+        }
         for attempt in self.queues.ams.values() {
             let need = self.apps[&attempt.application].am_resource.memory_mb;
             if need <= max_free {

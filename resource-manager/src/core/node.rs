@@ -122,7 +122,14 @@ impl NodeTable {
                 let n = self.get(*idx);
                 n.capability.saturating_sub(&n.used)
             })
-            .fold(Resource::ZERO, |a, b| a + b)
+            // Saturating: capabilities come from the wire, and a few absurd ones must not
+            // overflow the sum (an AM only reads it as a hint).
+            .fold(Resource::ZERO, |a, b| {
+                Resource::new(
+                    a.memory_mb.saturating_add(b.memory_mb),
+                    a.vcores.saturating_add(b.vcores),
+                )
+            })
     }
 
     /// The node a container of `memory_mb` goes to under `placement`, if any has room.

@@ -19,6 +19,11 @@ use super::requests::RequestKey;
 /// YARN gives the AM container priority 0.
 pub const AM_PRIORITY: i32 = 0;
 
+/// The most containers one pass hands out. An ask for millions of containers on a cluster
+/// with room for them is served a slice per event (each answer brings the AM's next poll, and
+/// the ticker runs every second), so the core task never stops answering for long.
+pub const MAX_ALLOCATIONS_PER_PASS: u32 = 1000;
+
 #[derive(Debug, Default)]
 pub(crate) struct Queues {
     /// Attempts waiting for their AM container, by their application's submission order.
@@ -45,6 +50,12 @@ impl Queues {
         self.ams.remove(&order);
         self.demand.remove(&order);
     }
+
+    /// Whether the scheduler will look at the queues again at the next event (a pass ran out
+    /// of its budget, or demand came since the last one).
+    pub fn will_look_again(&self) -> bool {
+        self.grew
+    }
 }
 
 impl Core {
@@ -57,14 +68,22 @@ impl Core {
         if !(demand_grew || capacity_grew) || self.nodes.schedulable_count() == 0 {
             return;
         }
-        self.schedule_ams(now, fx);
-        self.schedule_containers(now, fx);
+        let mut budget = MAX_ALLOCATIONS_PER_PASS;
+        self.schedule_ams(now, &mut budget, fx);
+        self.schedule_containers(now, &mut budget, fx);
+        if budget == 0 {
+            // Demand may be left that fits: look again at the next event.
+            self.queues.grew = true;
+        }
     }
 
-    fn schedule_ams(&mut self, now: u64, fx: &mut Effects) {
+    fn schedule_ams(&mut self, now: u64, budget: &mut u32, fx: &mut Effects) {
         let waiting: Vec<(u64, AttemptId)> =
             self.queues.ams.iter().map(|(o, a)| (*o, *a)).collect();
         for (order, attempt) in waiting {
+            if *budget == 0 {
+                return;
+            }
             let Some(app) = self.apps.get(&attempt.application) else {
                 self.queues.ams.remove(&order);
                 continue;
@@ -79,6 +98,7 @@ impl Core {
             else {
                 continue;
             };
+            *budget -= 1;
             let Some(app) = self.apps.get(&attempt.application) else {
                 continue;
             };
@@ -95,10 +115,13 @@ impl Core {
         }
     }
 
-    fn schedule_containers(&mut self, now: u64, fx: &mut Effects) {
+    fn schedule_containers(&mut self, now: u64, budget: &mut u32, fx: &mut Effects) {
         let waiting: Vec<(u64, AttemptId)> =
             self.queues.demand.iter().map(|(o, a)| (*o, *a)).collect();
         for (order, attempt) in waiting {
+            if *budget == 0 {
+                return;
+            }
             let Some(max_free) = self.nodes.max_free_memory_mb() else {
                 return;
             };
@@ -115,7 +138,8 @@ impl Core {
             };
             let mut served: Vec<(RequestKey, u32)> = Vec::new();
             for (key, count) in requests.groups() {
-                let n = self.serve_group(now, attempt, key, count, max_free, fx);
+                let n = self.serve_group(now, attempt, key, count.min(*budget), max_free, fx);
+                *budget -= n;
                 if n > 0 {
                     served.push((key.clone(), n));
                     fx.wake(attempt);
@@ -262,6 +286,27 @@ mod tests {
         assert!(launched_am(&fx).is_none(), "no node yet");
         let fx = t.node("n1:1", 4096);
         assert_eq!(launched_am(&fx).map(|l| l.0), Some(t.am_container(app)));
+    }
+
+    #[test]
+    fn a_huge_ask_on_a_huge_node_is_served_a_slice_per_event() {
+        use super::MAX_ALLOCATIONS_PER_PASS;
+        let mut t = Harness::new();
+        for id in ["huge:1", "huge:2", "huge:3"] {
+            t.node(id, u64::MAX / 2);
+        }
+        let attempt = t.running_app(512);
+        let first = t.ask(attempt, 1, 1024, i32::MAX);
+        assert_eq!(first.len(), MAX_ALLOCATIONS_PER_PASS as usize);
+        // The AM's next poll is the next event: the next slice.
+        let second = t.allocate(attempt, vec![]);
+        assert_eq!(second.allocated.len(), MAX_ALLOCATIONS_PER_PASS as usize);
+        assert_eq!(
+            t.outstanding(attempt),
+            i32::MAX as u64 - 2 * u64::from(MAX_ALLOCATIONS_PER_PASS)
+        );
+        // Three nodes of half of u64::MAX each: the free total saturates instead of overflowing.
+        assert_eq!(second.available.memory_mb, u64::MAX);
     }
 
     #[test]

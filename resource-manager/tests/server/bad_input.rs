@@ -50,7 +50,7 @@ async fn bad_submissions_are_refused_and_change_nothing() {
     assert_refused(
         r,
         Code::InvalidArgument,
-        "malformed application id \"app_1\"",
+        "application_id: malformed application id \"app_1\"",
     );
     let never_issued = format!(
         "application_{}_9999",
@@ -94,7 +94,7 @@ async fn unknown_and_malformed_ids_are_named() {
     assert_refused(
         r,
         Code::NotFound,
-        &format!("application application_{ts}_0042 is not known"),
+        &format!("application_id=application_{ts}_0042 is not known"),
     );
     let r = rm
         .client
@@ -106,14 +106,18 @@ async fn unknown_and_malformed_ids_are_named() {
     assert_refused(
         r,
         Code::InvalidArgument,
-        "malformed application id \"nonsense\"",
+        "application_id: malformed application id \"nonsense\"",
     );
     let r = rm
         .allocate(&format!("appattempt_{ts}_0042_000001"), vec![], 0)
         .await;
-    assert_refused(r, Code::NotFound, "application attempt appattempt_");
+    assert_refused(r, Code::NotFound, "attempt_id=appattempt_");
     let r = rm.allocate("appattempt_x", vec![], 0).await;
-    assert_refused(r, Code::InvalidArgument, "malformed application attempt id");
+    assert_refused(
+        r,
+        Code::InvalidArgument,
+        "attempt_id: malformed application attempt id",
+    );
     rm.shutdown().await;
 }
 
@@ -162,7 +166,7 @@ async fn bad_asks_name_the_field_and_the_limit() {
     assert_refused(
         rm.am.allocate(bad_release).await,
         Code::InvalidArgument,
-        "malformed container id",
+        "release[0]: malformed container id",
     );
 
     // None of it asked for anything: the node still holds only the AM.
@@ -211,7 +215,7 @@ async fn nodes_with_bad_registrations_are_refused_and_unknown_ones_resync() {
             ..Default::default()
         })
         .await;
-    assert_refused(r, Code::InvalidArgument, "malformed node id");
+    assert_refused(r, Code::InvalidArgument, "node_id: malformed node id");
     let answer = rm
         .tracker
         .node_heartbeat(proto::NodeHeartbeatRequest {

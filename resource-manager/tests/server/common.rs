@@ -106,6 +106,11 @@ impl Rm {
         Self::start_on(config, self.state).await
     }
 
+    /// Where the RM keeps its state (the store and the staged files).
+    pub fn state_dir(&self) -> &std::path::Path {
+        self.state.path()
+    }
+
     pub fn web_addr(&self) -> std::net::SocketAddr {
         self.rm
             .as_ref()

@@ -6,6 +6,7 @@ mod common;
 mod bad_input;
 mod capacity;
 mod flow;
+mod hostile;
 mod restart;
 mod staging;
 mod web;

@@ -1,0 +1,138 @@
+//! The scene the refused calls are thrown at: an RM with one node, a running application, a
+//! finished one, an id handed out but never submitted, and one staged file; and the snapshot
+//! of everything a refused call must leave as it was.
+
+use std::collections::BTreeMap;
+
+use sha2::{Digest, Sha256};
+use spindle_protocol as proto;
+
+use crate::common::*;
+
+pub(super) struct Scene {
+    pub(super) rm: Rm,
+    /// Held so that the node keeps serving.
+    _nm: FakeNm,
+    pub(super) ids: Ids,
+    /// The name of the RM's threads.
+    pub(super) threads: String,
+}
+
+/// What the strategies need to know about the scene.
+#[derive(Debug, Clone)]
+pub(super) struct Ids {
+    pub(super) ts: u64,
+    /// Handed out, never submitted: a right submission of it would be accepted.
+    pub(super) fresh: String,
+    pub(super) running_app: String,
+    pub(super) running_attempt: String,
+    /// The AM container of the running attempt.
+    pub(super) own_am: String,
+    pub(super) finished_attempt: String,
+    /// A container of the finished application.
+    pub(super) foreign: String,
+    pub(super) node: String,
+    pub(super) staged_sha: String,
+    pub(super) staged: Vec<u8>,
+}
+
+impl Scene {
+    pub(super) async fn build(threads: String) -> Scene {
+        let mut rm = Rm::start().await;
+        let mut nm = FakeNm::register(&rm, 8192).await;
+
+        let done_app = rm.submit(512).await;
+        let done_am = nm.started().await.container_id;
+        let finished_attempt = attempt_of(&done_am);
+        rm.register_am(&finished_attempt).await;
+        rm.am
+            .finish_application_master(proto::FinishApplicationMasterRequest {
+                attempt_id: finished_attempt.clone(),
+                final_status: proto::FinalStatus::Succeeded as i32,
+                diagnostics: String::new(),
+                tracking_url: String::new(),
+            })
+            .await
+            .expect("the first AM finishes");
+        // Its AM exits, so nothing about it changes later (no grace period running out).
+        nm.heartbeat(vec![completed(&done_am, 0)]).await;
+        assert_eq!(
+            rm.report(&done_app).await.state,
+            proto::ApplicationState::Finished as i32
+        );
+
+        let running_app = rm.submit(512).await;
+        let own_am = nm.started().await.container_id;
+        let running_attempt = attempt_of(&own_am);
+        rm.register_am(&running_attempt).await;
+        nm.heartbeat(vec![running(&own_am)]).await;
+
+        let fresh = rm.new_app().await;
+        let staged = b"a staged file".to_vec();
+        let staged_sha = hex::encode(Sha256::digest(&staged));
+        rm.staging
+            .upload(tokio_stream::iter(vec![proto::FileChunk {
+                sha256: staged_sha.clone(),
+                size: staged.len() as u64,
+                data: staged.clone(),
+            }]))
+            .await
+            .expect("the upload is stored");
+
+        let ts = rm.rm.as_ref().unwrap().cluster_timestamp();
+        let ids = Ids {
+            ts,
+            fresh,
+            running_app,
+            running_attempt,
+            own_am,
+            finished_attempt,
+            foreign: done_am,
+            node: nm.node_id.clone(),
+            staged_sha,
+            staged,
+        };
+        Scene {
+            rm,
+            _nm: nm,
+            ids,
+            threads,
+        }
+    }
+
+    /// Everything a refused request must leave as it was.
+    pub(super) async fn snapshot(&self) -> Snapshot {
+        let mut client = self.rm.client.clone();
+        let apps = client
+            .list_applications(proto::ListApplicationsRequest::default())
+            .await
+            .expect("ListApplications")
+            .into_inner()
+            .applications;
+        let nodes = client
+            .list_nodes(proto::ListNodesRequest {})
+            .await
+            .expect("ListNodes")
+            .into_inner()
+            .nodes;
+        let mut staged = BTreeMap::new();
+        for entry in std::fs::read_dir(self.rm.state_dir().join("staging")).expect("staging dir") {
+            let entry = entry.expect("dir entry");
+            let bytes = std::fs::read(entry.path()).unwrap_or_default();
+            staged.insert(entry.file_name().to_string_lossy().into_owned(), bytes);
+        }
+        Snapshot {
+            apps,
+            nodes,
+            staged,
+        }
+    }
+}
+
+#[derive(Debug, PartialEq)]
+pub(super) struct Snapshot {
+    pub(super) apps: Vec<proto::ApplicationReport>,
+    pub(super) nodes: Vec<proto::NodeReport>,
+    /// File name → content, temporary uploads included.
+    pub(super) staged: BTreeMap<String, Vec<u8>>,
+}
