@@ -94,6 +94,19 @@ pub fn submission(
             }
         })?,
     };
+    // The launch script cannot carry a NUL byte: refused here rather than at every launch.
+    if let Some(name) = am_launch
+        .env
+        .iter()
+        .find(|(_, v)| v.contains('\0'))
+        .map(|(k, _)| k)
+    {
+        return Err(CoreError::NotAllowed {
+            field: format!("am_container.environment[{}]", shorten(name)),
+            value: "a value with a NUL byte".into(),
+            allowed: "text without NUL bytes, which no environment can carry",
+        });
+    }
     Ok(Submission {
         id,
         name: req.name,

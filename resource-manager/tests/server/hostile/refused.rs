@@ -69,6 +69,7 @@ enum SubmitFault {
     Command(Vec<String>),
     NulInArgument(String),
     EnvName(String),
+    EnvValue(String),
     ResourceName(String),
     ResourceDigest(String),
     MaxAttempts(i32),
@@ -122,6 +123,10 @@ impl SubmitFault {
                 launch.environment.insert(name, "v".into());
                 "am_container"
             }
+            SubmitFault::EnvValue(value) => {
+                launch.environment.insert("V".into(), value);
+                "am_container.environment[V]"
+            }
             SubmitFault::ResourceName(name) => {
                 launch.local_resources.push(local(name, "0".repeat(64)));
                 "am_container"
@@ -156,6 +161,7 @@ fn submit_faults() -> BoxedStrategy<SubmitFault> {
             "[A-Z]{1,3}[-=. ][A-Z]{0,3}"
         ]
         .prop_map(EnvName),
+        ("[a-z]{0,5}", "[a-z]{0,5}").prop_map(|(a, b)| EnvValue(format!("{a}\0{b}"))),
         prop_oneof![
             Just(String::new()),
             Just("..".to_string()),
