@@ -1,0 +1,128 @@
+//! The cgroup layer against the host's real cgroups where they are writable (the tests say so and
+//! stop when they are not), and the parsing and choices against fixed texts and directories.
+
+use super::*;
+
+/// This host's cgroups for a test, or `None` (and a note on stderr) where none is writable.
+pub(crate) fn node_cgroups_for_test(name: &str) -> Option<NodeCgroups> {
+    match NodeCgroups::create(&format!("test-{name}-{}", std::process::id())) {
+        Ok(cgroups) => Some(cgroups),
+        Err(e) => {
+            eprintln!("no writable cgroup on this host, the cgroup part is not tested: {e}");
+            None
+        }
+    }
+}
+
+#[test]
+fn flat_keyed_files_are_read_by_key() {
+    let v1 = "oom_kill_disable 0\nunder_oom 0\noom_kill 3\n";
+    assert_eq!(keyed(v1, "oom_kill"), Some(3));
+    let v2 = "low 0\nhigh 0\nmax 12\noom 2\noom_kill 1\noom_group_kill 0\n";
+    assert_eq!(keyed(v2, "oom_kill"), Some(1));
+    assert_eq!(keyed(v2, "absent"), None);
+}
+
+#[test]
+fn v2_is_chosen_only_where_its_cgroup_offers_memory() {
+    let v2 = tempfile::tempdir().unwrap();
+    let v1 = PathBuf::from("/sys/fs/cgroup/memory/x");
+    let found = Candidates {
+        v2: Some(v2.path().to_path_buf()),
+        v1_memory: Some(v1.clone()),
+    };
+    // A hybrid host's unified mount lists other controllers only.
+    std::fs::write(v2.path().join("cgroup.controllers"), "hugetlb\n").unwrap();
+    assert_eq!(
+        choose(&found),
+        Ok(Hierarchy {
+            version: CgroupVersion::V1,
+            own: v1
+        })
+    );
+    std::fs::write(
+        v2.path().join("cgroup.controllers"),
+        "cpuset cpu io memory pids\n",
+    )
+    .unwrap();
+    assert_eq!(
+        choose(&found),
+        Ok(Hierarchy {
+            version: CgroupVersion::V2,
+            own: v2.path().to_path_buf()
+        })
+    );
+    let without_memory = Candidates {
+        v2: Some(PathBuf::from("/nonexistent")),
+        v1_memory: None,
+    };
+    let err = choose(&without_memory).unwrap_err();
+    assert!(
+        err.contains("/nonexistent does not offer the memory controller"),
+        "{err}"
+    );
+    assert_eq!(
+        choose(&Candidates::default()).unwrap_err(),
+        "neither cgroup2 nor a cgroup v1 memory hierarchy is mounted"
+    );
+}
+
+#[test]
+fn an_unwritable_hierarchy_is_a_clear_error() {
+    let err = NodeCgroups::create_in(
+        &Hierarchy {
+            version: CgroupVersion::V1,
+            own: PathBuf::from("/proc/no-such-cgroup"),
+        },
+        "x",
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("cannot create cgroup /proc/no-such-cgroup/spindle-x: "),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_container_cgroup_is_limited_owned_listed_and_removed() {
+    let Some(node) = node_cgroups_for_test("lifecycle") else {
+        return;
+    };
+    let cgroup = node.container("c1", 48 << 20).unwrap();
+    let limit_file = match cgroup.version {
+        CgroupVersion::V1 => "memory.limit_in_bytes",
+        CgroupVersion::V2 => "memory.max",
+    };
+    let limit = std::fs::read_to_string(cgroup.path.join(limit_file)).unwrap();
+    assert_eq!(limit.trim(), (48u64 << 20).to_string());
+    assert!(node.owns(&cgroup));
+    let stranger = ContainerCgroup {
+        version: cgroup.version,
+        path: PathBuf::from("/sys/fs/cgroup/memory/elsewhere"),
+    };
+    assert!(!node.owns(&stranger));
+    assert_eq!(node.children(), vec![("c1".to_string(), cgroup.clone())]);
+    assert_eq!(cgroup.pids(), Vec::<u32>::new());
+    assert_eq!(cgroup.oom_kills(), 0);
+
+    // A process put in it is killed with it, even one in a session of its own.
+    let mut command = std::process::Command::new("setsid");
+    command.args(["sleep", "600"]);
+    let procs = cgroup.open_procs().unwrap();
+    // SAFETY: only `write` runs between fork and exec.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut command, move || {
+            nix::unistd::write(&procs, b"0")
+                .map(|_| ())
+                .map_err(std::io::Error::from)
+        });
+    }
+    let mut child = command.spawn().unwrap();
+    assert_eq!(cgroup.pids(), vec![child.id()]);
+    cgroup.remove().await;
+    assert!(!child.wait().unwrap().success());
+    assert!(!cgroup.path.exists());
+    node.remove_if_empty();
+    assert!(!node.dir().exists());
+}
