@@ -281,6 +281,11 @@ impl NodeManager {
         self.node.cgroups.as_ref().map(NodeCgroups::version)
     }
 
+    /// The node's cgroup, parent of its containers' cgroups; `None` when they run without.
+    pub fn cgroup_dir(&self) -> Option<&Path> {
+        self.node.cgroups.as_ref().map(NodeCgroups::dir)
+    }
+
     /// Stops serving, stops every running container (SIGTERM → grace → SIGKILL), waits.
     pub async fn shutdown(mut self) {
         self.shut_down = true;
@@ -318,6 +323,16 @@ impl Drop for NodeManager {
         }
         for process in processes {
             process.kill();
+        }
+        // The watchers remove the containers' cgroups as the kills land; then the node's own.
+        if let Some(cgroups) = self.node.cgroups.clone()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            let node = Arc::clone(&self.node);
+            runtime.spawn(async move {
+                node.tasks.join_all().await;
+                cgroups.remove_if_empty();
+            });
         }
     }
 }

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use spindle_protocol as proto;
 use support::{
-    APP, FakeRm, Node, SLOW_HEARTBEAT_MS, completion, container_id, ended, guarded, http,
+    APP, FakeRm, Node, SLOW_HEARTBEAT_MS, completion, container_id, ended, guarded, http, pid,
     run_program, sha256, written,
 };
 use tonic::Code;
@@ -35,10 +35,6 @@ const CHATTY_PROGRAM: &[u8] = b"#!/bin/bash
 printf 'line1\\nline2\\n'
 echo err >&2
 ";
-
-fn pid(text: &str) -> u32 {
-    text.trim().parse().expect("a pid")
-}
 
 #[tokio::test]
 async fn registers_with_the_rm() {
@@ -558,7 +554,16 @@ async fn dropping_the_node_manager_kills_its_containers() {
         .await;
     let program = pid(&written(&node.container_dir(1).join("fg.pid")).await);
     let grandchild = pid(&std::fs::read_to_string(node.container_dir(1).join("bg.pid")).unwrap());
+    let cgroup = node.nm().cgroup_dir().map(std::path::Path::to_path_buf);
     drop(node.nm.take());
     ended(program).await;
     ended(grandchild).await;
+    if let Some(cgroup) = cgroup {
+        guarded("the node's cgroups to be removed", async {
+            while cgroup.exists() {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+    }
 }
