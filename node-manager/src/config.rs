@@ -71,7 +71,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn monitor_and_cgroup_settings_read_from_yaml_with_defaults() {
+    fn monitor_and_cgroup_settings_have_defaults_and_their_names() {
         let config: NmConfig =
             serde_json::from_str(r#"{"monitor-interval": "500ms", "cgroups": "off"}"#).unwrap();
         assert_eq!(config.monitor_interval, Duration::from_millis(500));

@@ -1,5 +1,6 @@
 //! Starting, watching and stopping one container: check the request, localize its files, write
-//! `launch_container.sh`, spawn it, and record how it ended with diagnostics a user can act on.
+//! `launch_container.sh`, give it a cgroup with its memory limit (where the node has cgroups),
+//! spawn it, and record how it ended with diagnostics a user can act on.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -113,7 +114,10 @@ async fn prepare_and_spawn(
             source,
         })?;
     let cgroup = match &node.cgroups {
-        Some(cgroups) => Some(cgroups.container(&id.to_string(), resource.memory_mb << 20)?),
+        Some(cgroups) => {
+            let limit_bytes = resource.memory_mb.saturating_mul(1 << 20);
+            Some(cgroups.container(&id.to_string(), limit_bytes)?)
+        }
         None => None,
     };
     let spawned = process::spawn(&ProcessSpec {

@@ -6,6 +6,7 @@ mod support;
 
 use std::collections::HashMap;
 
+use spindle_node_manager::{NmConfig, NodeManager};
 use spindle_protocol as proto;
 use support::{
     APP, FakeRm, Node, SLOW_HEARTBEAT_MS, completion, container_id, ended, guarded, http, pid,
@@ -566,4 +567,29 @@ async fn dropping_the_node_manager_kills_its_containers() {
         })
         .await;
     }
+}
+
+#[tokio::test]
+async fn a_work_dir_serves_one_node_manager_and_settings_are_checked() {
+    let rm = FakeRm::start("127.0.0.1:0".parse().unwrap(), SLOW_HEARTBEAT_MS).await;
+    let node = Node::start(rm.addr).await;
+    let same_dir = support::config(rm.addr, node.work_dir.path());
+    let err = NodeManager::start(same_dir.clone()).await.err().unwrap();
+    assert!(
+        err.to_string().starts_with(&format!(
+            "state store {}",
+            node.root().join("state/containers.redb").display()
+        )),
+        "{err}"
+    );
+    let zero = NmConfig {
+        monitor_interval: std::time::Duration::ZERO,
+        ..same_dir
+    };
+    let err = NodeManager::start(zero).await.err().unwrap();
+    assert_eq!(
+        err.to_string(),
+        "monitor-interval must be more than 0 (e.g. 3s or 500ms)"
+    );
+    node.shutdown().await;
 }

@@ -126,3 +126,54 @@ async fn a_container_cgroup_is_limited_owned_listed_and_removed() {
     node.remove_if_empty();
     assert!(!node.dir().exists());
 }
+
+/// No cgroup v2 host to test on here: a plain directory stands in for the v2 files, so that
+/// which file gets what is checked (cgroupfs itself would create the files and refuse bad
+/// writes).
+#[tokio::test]
+async fn on_v2_the_memory_controller_is_delegated_and_v2_files_are_used() {
+    let own = tempfile::tempdir().unwrap();
+    let hierarchy = Hierarchy {
+        version: CgroupVersion::V2,
+        own: own.path().to_path_buf(),
+    };
+    std::fs::write(own.path().join("cgroup.subtree_control"), "").unwrap();
+    let node_dir = own.path().join("spindle-x");
+    std::fs::create_dir(&node_dir).unwrap();
+    std::fs::write(node_dir.join("cgroup.subtree_control"), "memory pids\n").unwrap();
+
+    let node = NodeCgroups::create_in(&hierarchy, "x").unwrap();
+    let read = |path: PathBuf| std::fs::read_to_string(path).unwrap();
+    assert_eq!(read(own.path().join("cgroup.subtree_control")), "+memory");
+    // Already delegated below the node's cgroup: left as it was.
+    assert_eq!(
+        read(node_dir.join("cgroup.subtree_control")),
+        "memory pids\n"
+    );
+
+    let cgroup = node.container("c", 64 << 20).unwrap();
+    assert_eq!(
+        read(cgroup.path.join("memory.max")),
+        (64u64 << 20).to_string()
+    );
+    assert_eq!(read(cgroup.path.join("memory.swap.max")), "0");
+    std::fs::write(cgroup.path.join("memory.events"), "oom 3\noom_kill 2\n").unwrap();
+    std::fs::write(cgroup.path.join("memory.peak"), "67108864\n").unwrap();
+    assert_eq!(cgroup.oom_kills(), 2);
+    assert_eq!(cgroup.peak_bytes(), Some(64 << 20));
+}
+
+#[test]
+fn a_v2_cgroup_without_its_control_files_is_a_clear_error() {
+    let hierarchy = Hierarchy {
+        version: CgroupVersion::V2,
+        own: PathBuf::from("/proc/self"),
+    };
+    let err = NodeCgroups::create_in(&hierarchy, "x").unwrap_err();
+    // /proc/self has no cgroup.subtree_control to read.
+    assert!(
+        err.to_string()
+            .starts_with("cannot read /proc/self/cgroup.subtree_control: "),
+        "{err}"
+    );
+}
