@@ -131,7 +131,7 @@ mod tests {
 ";
     const HYBRID_SELF: &str = "\
 8:pids:/
-4:memory:/process_api/f4238c
+4:memory:/user.slice/session-4.scope
 1:cpu:/
 0::/
 ";
@@ -141,7 +141,7 @@ mod tests {
         let found = candidates(HYBRID, HYBRID_SELF);
         assert_eq!(
             found.v1_memory,
-            Some(PathBuf::from("/sys/fs/cgroup/memory/process_api/f4238c"))
+            Some(PathBuf::from("/sys/fs/cgroup/memory/user.slice/session-4.scope"))
         );
         // The v2 mount exists (the caller then finds no memory in its cgroup.controllers).
         assert_eq!(found.v2, Some(PathBuf::from("/sys/fs/cgroup/unified")));
