@@ -152,6 +152,7 @@ impl ContainerManager for ContainerManagerService {
                     .into_iter()
                     .map(|(name, size)| proto::LogFile { name, size })
                     .collect(),
+                node_id: self.node.node_id.to_string(),
             })
             .collect();
         Ok(Response::new(proto::ListContainerLogsResponse {

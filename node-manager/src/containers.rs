@@ -387,6 +387,19 @@ impl ContainerTable {
         watched
     }
 
+    /// How many containers are being localized, and how many run.
+    pub fn phase_counts(&self) -> (usize, usize) {
+        let inner = self.lock();
+        inner
+            .entries
+            .values()
+            .fold((0, 0), |(launching, running), e| match e.phase {
+                Phase::Launching => (launching + 1, running),
+                Phase::Running(_) => (launching, running + 1),
+                Phase::Complete { .. } => (launching, running),
+            })
+    }
+
     /// The resources of the containers not yet complete, and how many there are.
     pub fn allocated(&self) -> (Resource, usize) {
         let inner = self.lock();

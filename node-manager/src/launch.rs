@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use futures::future::join_all;
 
@@ -28,6 +29,19 @@ pub async fn start(
     node: &Arc<Node>,
     request: proto::StartContainerRequest,
 ) -> Result<ContainerId, LaunchError> {
+    let requested = Instant::now();
+    let started = start_timed(node, request, requested).await;
+    if started.is_err() {
+        node.metrics.launch_failed();
+    }
+    started
+}
+
+async fn start_timed(
+    node: &Arc<Node>,
+    request: proto::StartContainerRequest,
+    requested: Instant,
+) -> Result<ContainerId, LaunchError> {
     let id: ContainerId = request
         .container_id
         .parse()
@@ -42,6 +56,7 @@ pub async fn start(
         node.containers.admit(id, resource)?;
         match prepare_and_spawn(node, id, resource, &launch, &script).await {
             Ok(process) => {
+                node.metrics.launched(requested.elapsed());
                 tracing::info!(pid = process.pid(), ?resource, "container started");
                 let stop = node.containers.running(id, process.clone());
                 watch(node, id, resource, process.clone());
@@ -210,6 +225,7 @@ async fn record_exit(node: &Node, id: ContainerId, resource: Resource, exit: Exi
     let stop = node.containers.stop_reason(id);
     let (status, diagnostics) = outcome(node, id, resource, exit, stop).await;
     if node.containers.complete(id, status, diagnostics) {
+        node.metrics.completed(status);
         tracing::info!(exit_status = status, "container completed");
     }
 }

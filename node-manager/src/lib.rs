@@ -10,9 +10,11 @@ mod container_manager;
 mod containers;
 mod diagnostics;
 mod error;
+mod exposition;
 mod launch;
 mod layout;
 mod logs;
+mod metrics;
 mod monitor;
 mod node;
 mod recovery;
@@ -45,6 +47,7 @@ pub use node::INHERITED_ENV;
 use crate::container_manager::ContainerManagerService;
 use crate::containers::ContainerTable;
 use crate::layout::Layout;
+use crate::metrics::NodeMetrics;
 use crate::node::Node;
 use crate::state_store::{Journal, StateStore};
 use crate::tasks::Tasks;
@@ -195,6 +198,7 @@ impl NodeManager {
             cgroups,
             containers: ContainerTable::new(journal),
             tasks: Tasks::default(),
+            metrics: NodeMetrics::default(),
             default_user: node::current_user(),
             inherited_env: node::inherited_env(),
         });

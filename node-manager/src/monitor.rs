@@ -2,7 +2,8 @@
 //! running container's process tree and stops (exit -104) any that uses more physical memory
 //! than it was given. Where the host has no writable cgroups it is the only enforcement; where
 //! it has, it is the one that explains itself (usage and the process tree), the kernel's limit
-//! being the one that cannot be outrun between two samples.
+//! being the one that cannot be outrun between two samples. The sum of what it samples is the
+//! node's `memory used` metric.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,19 +38,21 @@ pub async fn run(node: Arc<Node>, interval: Duration, mut shutdown: watch::Recei
         }
         let watched = node.containers.watched();
         if watched.is_empty() {
+            node.metrics.set_memory_used(0);
             continue;
         }
         // Reading every process's stat is blocking file I/O: off the runtime's threads.
         let sampled = tokio::task::spawn_blocking(move || {
             sampler.refresh();
-            let verdicts = over_limit(&sampler, &watched);
-            (sampler, verdicts)
+            let round = sample(&sampler, &watched);
+            (sampler, round)
         })
         .await;
         let verdicts = match sampled {
-            Ok((back, verdicts)) => {
+            Ok((back, round)) => {
                 sampler = back;
-                verdicts
+                node.metrics.set_memory_used(round.used_bytes);
+                round.verdicts
             }
             Err(e) => {
                 tracing::error!("the memory monitor failed, limits are not sampled any more: {e}");
@@ -70,18 +73,33 @@ pub async fn run(node: Arc<Node>, interval: Duration, mut shutdown: watch::Recei
     }
 }
 
-/// The containers over their memory as of the sampler's last refresh, with the diagnostics to
-/// record. Containers already ending or being stopped are left to that.
-fn over_limit(sampler: &MemorySampler, watched: &[Watched]) -> Vec<(ContainerId, String)> {
-    watched
-        .iter()
-        .filter(|w| !w.stopping && w.process.try_exit().is_none())
-        .filter_map(|w| {
-            let members = w.process.cgroup().map(|c| c.pids()).unwrap_or_default();
-            let usage = sampler.tree(w.process.pid(), &members);
-            verdict(w.id, &usage, w.resource.memory_mb).map(|d| (w.id, d))
-        })
-        .collect()
+/// One round of sampling.
+struct Round {
+    /// Every running container's resident memory, summed.
+    used_bytes: u64,
+    /// The containers over their memory, with the diagnostics to record.
+    verdicts: Vec<(ContainerId, String)>,
+}
+
+/// Every running container's usage as of the sampler's last refresh. Containers already ending
+/// or being stopped count towards the node's usage, but are left to that end.
+fn sample(sampler: &MemorySampler, watched: &[Watched]) -> Round {
+    let mut round = Round {
+        used_bytes: 0,
+        verdicts: Vec::new(),
+    };
+    for w in watched {
+        let members = w.process.cgroup().map(|c| c.pids()).unwrap_or_default();
+        let usage = sampler.tree(w.process.pid(), &members);
+        round.used_bytes = round.used_bytes.saturating_add(usage.rss_bytes);
+        if w.stopping || w.process.try_exit().is_some() {
+            continue;
+        }
+        if let Some(diagnostics) = verdict(w.id, &usage, w.resource.memory_mb) {
+            round.verdicts.push((w.id, diagnostics));
+        }
+    }
+    round
 }
 
 /// The diagnostics to stop with, when `usage` is over `limit_mb`.

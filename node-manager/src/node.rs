@@ -1,5 +1,5 @@
 //! What every part of a running node manager shares: who the node is, where its files live, its
-//! container table, localizer and cgroups, and the tasks it has started.
+//! container table, localizer and cgroups, its metrics, and the tasks it has started.
 
 use std::time::Duration;
 
@@ -9,6 +9,7 @@ use spindle_containers::{NodeId, Resource};
 
 use crate::containers::ContainerTable;
 use crate::layout::Layout;
+use crate::metrics::NodeMetrics;
 use crate::tasks::Tasks;
 
 /// Variables a container inherits from the node manager's own environment (YARN's
@@ -35,6 +36,7 @@ pub struct Node {
     /// are turned off), and the memory monitor alone enforces limits.
     pub cgroups: Option<NodeCgroups>,
     pub tasks: Tasks,
+    pub metrics: NodeMetrics,
     /// `USER` for containers whose request names no user: the node manager's own.
     pub default_user: String,
     pub inherited_env: Vec<(String, String)>,

@@ -132,6 +132,7 @@ async fn recover_one(
                 exit_status,
                 "the container ended while the node manager was down"
             );
+            node.metrics.completed(exit_status);
             let restored = Restored::Complete {
                 exit_status,
                 diagnostics,

@@ -1,6 +1,6 @@
 //! The node manager's HTTP surface, after YARN's NM web app: containers' log files as plain text
-//! (`GET /node/containerlogs/<container_id>/<file>`) and the node's description as JSON
-//! (`GET /ws/v1/node/info`).
+//! (`GET /node/containerlogs/<container_id>/<file>`), the node's description as JSON
+//! (`GET /ws/v1/node/info`), and its metrics for Prometheus (`GET /metrics`).
 
 use std::sync::Arc;
 
@@ -14,6 +14,7 @@ use axum::routing::get;
 use futures::StreamExt;
 use spindle_containers::ContainerId;
 
+use crate::exposition;
 use crate::logs::{self, LogError};
 use crate::node::Node;
 
@@ -24,6 +25,7 @@ pub fn router(node: Arc<Node>) -> Router {
             get(container_log),
         )
         .route("/ws/v1/node/info", get(node_info))
+        .route("/metrics", get(metrics))
         .with_state(node)
 }
 
@@ -99,4 +101,11 @@ async fn node_info(State(node): State<Arc<Node>>) -> impl IntoResponse {
             num_containers,
         }
     }))
+}
+
+async fn metrics(State(node): State<Arc<Node>>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, exposition::CONTENT_TYPE)],
+        exposition::render_node(&node),
+    )
 }

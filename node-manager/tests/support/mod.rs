@@ -6,6 +6,7 @@
 pub mod child;
 pub mod fake_rm;
 pub mod http;
+pub mod prometheus;
 
 use std::future::Future;
 use std::net::SocketAddr;
