@@ -2,7 +2,8 @@
 //! the stop asked of it, and whether the RM has acknowledged its completion. Plain data behind a
 //! lock; the launcher, the container manager, the monitor and the status updater all go through
 //! it. Every change a restart must know of is journaled to the state store, in the order made.
-//! A completion wakes the status updater, which sends an out-of-band heartbeat.
+//! A completion wakes the status updater, which sends an out-of-band heartbeat, and everyone
+//! waiting for some container to end (log followers, an application's clean-up).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -10,7 +11,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use spindle_containers::process::ContainerProcess;
 use spindle_containers::{ApplicationId, ContainerId, Resource};
 use spindle_protocol as proto;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
 use crate::error::LaunchError;
 use crate::state_store::{Journal, RecordState, StopReason};
@@ -105,6 +106,9 @@ pub struct Watched {
 pub struct ContainerTable {
     inner: Mutex<Inner>,
     completed: Notify,
+    /// Bumped whenever a container completes or is forgotten: unlike `completed`, every
+    /// subscriber hears of each change.
+    ended: watch::Sender<u64>,
     journal: Journal,
 }
 
@@ -113,6 +117,7 @@ impl ContainerTable {
         ContainerTable {
             inner: Mutex::default(),
             completed: Notify::new(),
+            ended: watch::Sender::new(0),
             journal,
         }
     }
@@ -140,6 +145,31 @@ impl ContainerTable {
         &self.completed
     }
 
+    /// Changes whenever a container completes or is forgotten; check the one of interest then.
+    pub fn ended(&self) -> watch::Receiver<u64> {
+        self.ended.subscribe()
+    }
+
+    fn bump_ended(&self) {
+        self.ended.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Known and not complete (launching or running).
+    pub fn is_live(&self, id: ContainerId) -> bool {
+        self.lock()
+            .entries
+            .get(&id)
+            .is_some_and(|e| !matches!(e.phase, Phase::Complete { .. }))
+    }
+
+    /// Whether any container of `app` is not complete.
+    pub fn app_is_live(&self, app: ApplicationId) -> bool {
+        self.lock()
+            .entries
+            .iter()
+            .any(|(id, e)| id.application() == app && !matches!(e.phase, Phase::Complete { .. }))
+    }
+
     /// Takes a new container in; refused if its id was seen before or its app is over.
     pub fn admit(&self, id: ContainerId, resource: Resource) -> Result<(), LaunchError> {
         let mut inner = self.lock();
@@ -165,6 +195,8 @@ impl ContainerTable {
         let mut inner = self.lock();
         if matches!(inner.entries.get(&id), Some(e) if matches!(e.phase, Phase::Launching)) {
             inner.entries.remove(&id);
+            drop(inner);
+            self.bump_ended();
         }
     }
 
@@ -263,6 +295,7 @@ impl ContainerTable {
                 self.journal(id, entry);
                 drop(inner);
                 self.completed.notify_one();
+                self.bump_ended();
                 true
             }
             _ => false,

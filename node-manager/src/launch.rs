@@ -54,6 +54,7 @@ async fn start_timed(
         let env = container_env(node, id, &request.user, &launch);
         let script = launch_script::render(&launch.command, &env)?;
         node.containers.admit(id, resource)?;
+        crate::app_end::watch(node, id.application());
         match prepare_and_spawn(node, id, resource, &launch, &script).await {
             Ok(process) => {
                 node.metrics.launched(requested.elapsed());

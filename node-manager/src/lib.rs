@@ -2,8 +2,11 @@
 //!
 //! `NodeManager::start` takes back the containers an earlier run left on its work dir, binds the
 //! container-manager (gRPC) and web ports, then registers with the RM in the background;
-//! `shutdown` stops serving, stops every container and waits for its tasks.
+//! `shutdown` stops serving, stops every container and waits for its tasks. When an application
+//! is over, its logs go to the RM's log store (`app_end`, `aggregation`).
 
+mod aggregation;
+mod app_end;
 mod capacity;
 pub mod config;
 mod container_manager;
@@ -11,6 +14,7 @@ mod containers;
 mod diagnostics;
 mod error;
 mod exposition;
+mod follow;
 mod launch;
 mod layout;
 mod logs;
@@ -179,6 +183,7 @@ impl NodeManager {
             format!("{}:{}", node_id.host(), web_addr.port())
         };
         let cgroups = node_cgroups(config.cgroups, layout.root());
+        let (shutdown, stop_signal) = watch::channel(false);
         let node = Arc::new(Node {
             hostname: config
                 .hostname
@@ -189,6 +194,7 @@ impl NodeManager {
             http_address,
             capability: node_capacity(config.memory_mb, config.vcores),
             rm_address: config.rm.clone(),
+            rm_channel: channel.clone(),
             kill_grace: config.kill_grace,
             localizer: Localizer::new(
                 layout.file_cache(),
@@ -199,8 +205,10 @@ impl NodeManager {
             containers: ContainerTable::new(journal),
             tasks: Tasks::default(),
             metrics: NodeMetrics::default(),
+            watched_apps: Default::default(),
             default_user: node::current_user(),
             inherited_env: node::inherited_env(),
+            stopping: stop_signal.clone(),
         });
 
         let recovered = recovery::recover(&node, records).await;
@@ -212,8 +220,8 @@ impl NodeManager {
                 "took back the containers of the node manager's previous run"
             );
         }
+        app_end::watch_apps_with_logs(&node).await;
 
-        let (shutdown, stop_signal) = watch::channel(false);
         let signal = |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|stop| *stop).await;
         };

@@ -145,6 +145,10 @@ async fn when_its_app_ends_nothing_of_a_container_is_left_not_even_a_setsid_esca
         }
     })
     .await;
-    assert!(node.log_dir(1).join("stdout").exists(), "logs are kept");
+    let upload = guarded("the logs to be uploaded", rm.uploads.recv()).await;
+    assert!(
+        upload.is_some_and(|u| u.files.contains_key(&(container_id(1), "stdout".into()))),
+        "the logs went to the RM"
+    );
     node.shutdown().await;
 }

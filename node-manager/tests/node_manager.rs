@@ -389,6 +389,7 @@ async fn logs_are_listed_read_and_served_over_http() {
                     size: 12
                 },
             ],
+            node_id: node.nm().node_id().to_string(),
         }]
     );
 
@@ -398,6 +399,7 @@ async fn logs_are_listed_read_and_served_over_http() {
             container_id: container_id(1),
             file: file.into(),
             offset,
+            follow: false,
         };
         async move {
             let mut stream = client.read_container_log(request).await?.into_inner();
@@ -500,7 +502,25 @@ async fn the_rm_cleans_up_containers_and_applications() {
         }
     })
     .await;
-    assert!(node.log_dir(2).join("stdout").exists(), "logs are kept");
+    // The logs go to the RM's log store (these programs write none: empty files go too), and
+    // once it has them, they are deleted here.
+    let upload = guarded("the logs to be uploaded", rm.uploads.recv())
+        .await
+        .unwrap();
+    assert_eq!(upload.node_id, node.nm().node_id().to_string());
+    let uploaded: Vec<(String, String)> = upload.files.keys().cloned().collect();
+    let expected: Vec<(String, String)> = [1, 2]
+        .into_iter()
+        .flat_map(|n| ["stderr", "stdout"].map(|f| (container_id(n), f.to_string())))
+        .collect();
+    assert_eq!(uploaded, expected);
+    let log_dir = node.root().join("logs").join(APP);
+    guarded("the uploaded logs to be deleted here", async {
+        while log_dir.exists() {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await;
     let late = node
         .start_containers(vec![run_program(3, &digest, size, &[])])
         .await;

@@ -150,9 +150,11 @@ fn belongs(sample: &str, family: &str, kind: &str) -> bool {
     }
 }
 
+/// A series' labels other than `le`, which tell a histogram's series apart.
+type SeriesKey = Vec<(String, String)>;
+
 fn check_histogram(f: &Family) -> Result<(), String> {
-    // Series are told apart by their labels other than `le`.
-    let mut series: BTreeMap<Vec<(String, String)>, Vec<(f64, f64)>> = BTreeMap::new();
+    let mut series: BTreeMap<SeriesKey, Vec<(f64, f64)>> = BTreeMap::new();
     let mut counts = BTreeMap::new();
     for s in &f.samples {
         let mut key: Vec<(String, String)> = s.labels.clone().into_iter().collect();
@@ -233,7 +235,7 @@ pub fn parse(text: &str) -> Result<Exposition, String> {
             if help.is_some() || !belongs(&s.name, &family.name, &family.kind) {
                 return Err(at(format!("{} is not of family {}", s.name, family.name)));
             }
-            if family.kind == "counter" && !(s.value >= 0.0) {
+            if family.kind == "counter" && (s.value.is_nan() || s.value < 0.0) {
                 return Err(at(format!("counter {} is {}", s.name, s.value)));
             }
             if family
