@@ -103,9 +103,13 @@ pub async fn run(
         }
         report = &mut app_end => {
             let report = report.with_context(|| format!("following application {id}"))?;
-            // The application ended under the running driver: fail its jobs so it returns.
-            warn!(app = %id, state = state_name(report.state()), "the application ended while the driver was running");
-            ready.context.shutdown_async().await;
+            // An AM unregisters SUCCEEDED only once the driver stopped in order, so the
+            // driver's own outcome is on its way. Any other end came under a running driver:
+            // fail its jobs so it returns.
+            if !succeeded(&report) {
+                warn!(app = %id, ended = %describe(&report), "the application ended under the running driver");
+                ready.context.shutdown_async().await;
+            }
             let outcome = tokio::time::timeout(DRIVER_STOP_GRACE, driver_done)
                 .await
                 .unwrap_or_else(|_| Err(format!(
@@ -153,6 +157,11 @@ async fn after_the_driver(
     app_end
         .await
         .with_context(|| format!("following application {id}"))
+}
+
+fn succeeded(report: &ApplicationReport) -> bool {
+    report.state() == ApplicationState::Finished
+        && report.final_status() == spindle_protocol::FinalStatus::Succeeded
 }
 
 /// `ended FINISHED (FAILED): diagnostics`, for messages about an application.
