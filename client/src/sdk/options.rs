@@ -19,6 +19,8 @@ pub const MASTER_ENV: &str = crate::cmd::MASTER_ENV;
 
 #[derive(Debug, Clone, clap::Parser)]
 #[command(
+    about = "Runs this program's driver and executors: locally, on an embedded cluster, or on a \
+             Spindle cluster",
     disable_version_flag = true,
     after_help = "Every argument after the launcher's flags (or after --) goes to the program's \
                   driver. Run as `PROGRAM executor ...` (by the AM) it is an executor; with \
