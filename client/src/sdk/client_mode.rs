@@ -2,9 +2,9 @@
 //! terminal, while the application's AM (the same program in its AM role) only launches
 //! executors that dial back to the driver. The order matters: the application id first (the
 //! driver serves only its own executors), then the driver endpoint (its URL goes into the AM's
-//! config), then the submission, and only then the user's driver function.
+//! config), then the submission, then the AM's registration, and only then the user's driver
+//! function.
 
-use std::cell::Cell;
 use std::pin::pin;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -15,6 +15,7 @@ use spindle_app_master::sdk::{App, DriverConfig, context_promise, spawn_driver};
 use spindle_containers::{ApplicationId, Resource};
 use spindle_protocol::{ApplicationReport, ApplicationState};
 use tokio::runtime::Handle;
+use tokio::sync::watch;
 use tracing::{info, warn};
 
 use super::driver_host;
@@ -90,15 +91,33 @@ pub async fn run(
         return Err(e.into());
     }
     info!(app = %id, driver_url = %ready.driver_url, "submitted; the driver runs in this process");
+
+    let (state_tx, mut state) = watch::channel(ApplicationState::Submitted);
+    let mut app_end = pin!(follow(&mut rm, id, |report| {
+        state_tx.send_replace(report.state());
+    }));
+    // As Spark's client mode, the user's driver starts only once the AM has registered (the
+    // application is RUNNING): an AM that never comes up fails the launch with its reason
+    // rather than leave the driver waiting for executors.
+    let ended_early = tokio::select! {
+        report = &mut app_end => Some(report),
+        _ = state.wait_for(|s| *s == ApplicationState::Running) => None,
+    };
+    if let Some(report) = ended_early {
+        drop(resume);
+        let _ = driver.wait().await;
+        let report = report.with_context(|| format!("following application {id}"))?;
+        bail!(
+            "application {id} {} before its application master registered",
+            describe(&report)
+        );
+    }
     resume.resume();
 
-    let last_state = Cell::new(ApplicationState::Submitted);
-    let mut app_end = pin!(follow(&mut rm, id, |report| last_state.set(report.state())));
     let mut driver_done = pin!(driver.wait());
     let (driver_outcome, report) = tokio::select! {
         outcome = &mut driver_done => {
-            let report = after_the_driver(&rm_addr, connect_timeout, id, &last_state, &mut app_end)
-                .await?;
+            let report = after_the_driver(&rm_addr, connect_timeout, id, &mut app_end).await?;
             (outcome, report)
         }
         report = &mut app_end => {
@@ -128,29 +147,21 @@ pub async fn run(
     }
 }
 
-/// Waits for the AM to end the application once the driver stopped. An AM that never
-/// registered cannot have seen the driver go: the application is killed at once; one that
-/// does not finish within [`AM_END_GRACE`] is killed then.
+/// Waits for the AM to end the application once the driver stopped (the driver's endpoint
+/// told it); an AM that does not within [`AM_END_GRACE`] has its application killed.
 async fn after_the_driver(
     rm_addr: &str,
     connect_timeout: Duration,
     id: ApplicationId,
-    last_state: &Cell<ApplicationState>,
     app_end: &mut (impl Future<Output = Result<ApplicationReport, crate::ClientError>> + Unpin),
 ) -> anyhow::Result<ApplicationReport> {
-    let registered = last_state.get() == ApplicationState::Running;
-    if registered && let Ok(report) = tokio::time::timeout(AM_END_GRACE, &mut *app_end).await {
+    if let Ok(report) = tokio::time::timeout(AM_END_GRACE, &mut *app_end).await {
         return report.with_context(|| format!("following application {id}"));
     }
-    let diagnostics = if registered {
-        format!(
-            "the driver in the submitting process stopped, and the application master did not \
-             end the application within {AM_END_GRACE:?}"
-        )
-    } else {
-        "the driver in the submitting process stopped before the application master registered"
-            .to_string()
-    };
+    let diagnostics = format!(
+        "the driver in the submitting process stopped, and the application master did not end \
+         the application within {AM_END_GRACE:?}"
+    );
     warn!(app = %id, %diagnostics, "killing the application");
     let mut killer = RmClient::connect_with_timeout(rm_addr, connect_timeout).await?;
     killer.kill_application(id, &diagnostics).await?;
