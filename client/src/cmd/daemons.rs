@@ -151,7 +151,7 @@ pub async fn run_node_manager(args: NmArgs, config: SpindleConfig) -> anyhow::Re
 
 /// Where the daemon listens, on stdout, flushed at once so a supervising script can read the
 /// (possibly ephemeral) ports.
-fn announce(lines: &[(&str, String)]) {
+pub(crate) fn announce(lines: &[(&str, String)]) {
     let mut stdout = std::io::stdout().lock();
     for (key, value) in lines {
         let _ = writeln!(stdout, "{key}: {value}");
@@ -160,7 +160,7 @@ fn announce(lines: &[(&str, String)]) {
 }
 
 /// Waits for SIGINT or SIGTERM and names the one that came.
-async fn until_stopped() -> anyhow::Result<&'static str> {
+pub(crate) async fn until_stopped() -> anyhow::Result<&'static str> {
     let mut interrupt = signal(SignalKind::interrupt()).context("installing a SIGINT handler")?;
     let mut terminate = signal(SignalKind::terminate()).context("installing a SIGTERM handler")?;
     Ok(tokio::select! {
