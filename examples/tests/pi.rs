@@ -325,3 +325,31 @@ fn task_failures_are_retried_and_lost_executors_replaced() {
         "a replacement executor registered: {held}"
     );
 }
+
+#[test]
+fn a_driver_that_never_creates_its_context_fails_every_attempt_with_exit_13() {
+    let cluster = Cluster::start(2, NODE_MEMORY_MB);
+    let stuck = cluster.submit(
+        &["--am-wait-time", "2s", "--max-attempts", "2"],
+        flaky(),
+        &["stuck"],
+    );
+    assert_eq!(stuck.code, Some(1), "{stuck}");
+    let wanted = "driver did not initialize its context within 2s";
+    assert!(stuck.stderr.contains(wanted), "{stuck}");
+    let app = app_id_of(&stuck);
+    let status = cluster.spindle("status", &[&app]);
+    assert!(status.stdout.contains("State : FAILED"), "{status}");
+    for attempt in [1, 2] {
+        let id = format!(
+            "{}_{attempt:06}",
+            app.replacen("application_", "appattempt_", 1)
+        );
+        let line = status
+            .stdout
+            .lines()
+            .find(|l| l.contains(&id))
+            .unwrap_or_else(|| panic!("attempt {id} not listed:\n{status}"));
+        assert!(line.contains("exit status 13"), "{line}\n{status}");
+    }
+}

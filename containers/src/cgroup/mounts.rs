@@ -141,7 +141,9 @@ mod tests {
         let found = candidates(HYBRID, HYBRID_SELF);
         assert_eq!(
             found.v1_memory,
-            Some(PathBuf::from("/sys/fs/cgroup/memory/user.slice/session-4.scope"))
+            Some(PathBuf::from(
+                "/sys/fs/cgroup/memory/user.slice/session-4.scope"
+            ))
         );
         // The v2 mount exists (the caller then finds no memory in its cgroup.controllers).
         assert_eq!(found.v2, Some(PathBuf::from("/sys/fs/cgroup/unified")));

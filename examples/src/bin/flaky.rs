@@ -8,6 +8,8 @@
 //!                                         # remembers it across executors): the job succeeds
 //! flaky [LAUNCHER FLAGS] hold DIR         # input 3 writes its executor's pid to DIR/running
 //!                                         # and waits for DIR/release to appear
+//! flaky [LAUNCHER FLAGS] stuck            # the driver never creates its context: in cluster
+//!                                         # mode the AM gives up after --am-wait-time (exit 13)
 //! ```
 //!
 //! The driver waits for all its executors first, and in `hold` mode again after the job, so
@@ -115,6 +117,21 @@ fn driver(ctx: &DriverContext) -> Result<(), String> {
     Ok(())
 }
 
+/// In `stuck` mode, never returns: the work before the context that never ends.
+fn before_context(args: &[String]) -> Result<(), String> {
+    if args.first().is_some_and(|a| a == "stuck") {
+        loop {
+            std::thread::park();
+        }
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
-    spindle_client::run(App::new("flaky").task("check", check).driver(driver))
+    spindle_client::run(
+        App::new("flaky")
+            .task("check", check)
+            .before_context(before_context)
+            .driver(driver),
+    )
 }
