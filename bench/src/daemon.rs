@@ -11,6 +11,8 @@ use anyhow::{Context, bail};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
+use crate::cpu::CpuTimes;
+
 /// Hang guards only: a daemon starts in milliseconds and stops in well under a second.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -122,11 +124,19 @@ impl Daemon {
         &self.address
     }
 
-    pub fn memory(&self) -> anyhow::Result<Memory> {
-        let pid = self
-            .child
+    fn pid(&self) -> anyhow::Result<u32> {
+        self.child
             .id()
-            .with_context(|| format!("{} has already exited", self.role))?;
+            .with_context(|| format!("{} has already exited", self.role))
+    }
+
+    /// The CPU time it (and the children it waited for) used so far.
+    pub fn cpu(&self) -> anyhow::Result<CpuTimes> {
+        CpuTimes::of(&self.pid()?.to_string())
+    }
+
+    pub fn memory(&self) -> anyhow::Result<Memory> {
+        let pid = self.pid()?;
         let path = format!("/proc/{pid}/status");
         let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
         parse_memory(&status).with_context(|| format!("{path} has no VmRSS and VmHWM lines"))

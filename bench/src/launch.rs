@@ -6,6 +6,7 @@
 //! node's completions come in: each container makes the whole trip (allocate, start, run,
 //! complete, heartbeat) that a real one does.
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -17,6 +18,7 @@ use spindle_containers::{ContainerId, LaunchContext, Resource};
 use spindle_protocol as proto;
 use tokio::task::JoinSet;
 
+use crate::cpu::CpuTimes;
 use crate::daemon::Daemon;
 use crate::report::{Report, RunFigures};
 use crate::{stats, unmanaged};
@@ -37,6 +39,10 @@ pub struct LaunchArgs {
     /// Memory of each container, in MB (also the RM's minimum allocation).
     #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u64).range(1..))]
     pub container_memory_mb: u64,
+    /// Where the daemons' directories go (a fresh temporary directory inside it); the node
+    /// manager's work dir is among them, so its file system is part of what is measured.
+    #[arg(long, default_value_os_t = std::env::temp_dir())]
+    pub work_dir: PathBuf,
 }
 
 pub async fn run(args: &LaunchArgs, runs: u32) -> anyhow::Result<Report> {
@@ -44,6 +50,7 @@ pub async fn run(args: &LaunchArgs, runs: u32) -> anyhow::Result<Report> {
     report.setup("containers", args.containers);
     report.setup("parallel", args.parallel);
     report.setup("command", "/bin/true");
+    report.setup("work_dir", args.work_dir.display().to_string());
     for run in 1..=runs {
         let figures = run_once(args)
             .await
@@ -54,7 +61,8 @@ pub async fn run(args: &LaunchArgs, runs: u32) -> anyhow::Result<Report> {
 }
 
 async fn run_once(args: &LaunchArgs) -> anyhow::Result<RunFigures> {
-    let dir = tempfile::tempdir().context("creating the daemons' directories")?;
+    let dir = tempfile::tempdir_in(&args.work_dir)
+        .with_context(|| format!("creating a directory in {}", args.work_dir.display()))?;
     let rm = Daemon::resource_manager(&dir.path().join("rm"), args.container_memory_mb).await?;
     let memory_mb = args.container_memory_mb * u64::from(args.parallel);
     let nm = Daemon::node_manager(
@@ -81,12 +89,14 @@ async fn run_once(args: &LaunchArgs) -> anyhow::Result<RunFigures> {
         completed: 0,
     };
     let capability = Resource::new(args.container_memory_mb, 1);
+    let cpu_before = Cpu::now(&rm, &nm)?;
     let started = Instant::now();
     am.add_container_requests(&ContainerRequest::new(capability, 1), args.containers)?;
     bench
         .run(args.containers, registration.max_allocate_wait)
         .await?;
     let elapsed = started.elapsed();
+    let cpu = Cpu::now(&rm, &nm)?.since(&cpu_before);
 
     am.finish(FinalStatus::Succeeded, "", "").await?;
     let peak = nm.memory()?;
@@ -94,6 +104,7 @@ async fn run_once(args: &LaunchArgs) -> anyhow::Result<RunFigures> {
     rm.stop().await?;
 
     let p = |q| stats::percentile(&bench.starts, q).map_or(0.0, stats::ms);
+    let per_launch = |d: Duration| stats::ms(d) / f64::from(args.containers);
     Ok(vec![
         (
             "launches_per_s",
@@ -104,7 +115,37 @@ async fn run_once(args: &LaunchArgs) -> anyhow::Result<RunFigures> {
         ("nm_idle_rss_mb", idle.rss_mb),
         ("nm_peak_rss_mb", peak.peak_rss_mb),
         ("elapsed_ms", stats::ms(elapsed)),
+        ("nm_cpu_ms_per_launch", per_launch(cpu.nm.own)),
+        ("containers_cpu_ms_per_launch", per_launch(cpu.nm.children)),
+        ("rm_cpu_ms_per_launch", per_launch(cpu.rm.own)),
+        ("bench_cpu_ms_per_launch", per_launch(cpu.bench.own)),
     ])
+}
+
+/// CPU time of every process taking part: the NM's children are the containers (bash, the
+/// program, and what the launch script runs).
+struct Cpu {
+    rm: CpuTimes,
+    nm: CpuTimes,
+    bench: CpuTimes,
+}
+
+impl Cpu {
+    fn now(rm: &Daemon, nm: &Daemon) -> anyhow::Result<Cpu> {
+        Ok(Cpu {
+            rm: rm.cpu()?,
+            nm: nm.cpu()?,
+            bench: CpuTimes::of("self")?,
+        })
+    }
+
+    fn since(self, earlier: &Cpu) -> Cpu {
+        Cpu {
+            rm: self.rm.since(earlier.rm),
+            nm: self.nm.since(earlier.nm),
+            bench: self.bench.since(earlier.bench),
+        }
+    }
 }
 
 /// Waits until the RM lists the node as RUNNING. Set-up only, never timed.

@@ -3,6 +3,7 @@
 //!
 //! Exit codes: 0 the scenario ran; 1 it failed (the error says where); 2 bad flags.
 
+mod cpu;
 mod daemon;
 mod launch;
 mod pi;

@@ -11,6 +11,7 @@ use spindle_app_master::FinalStatus;
 use spindle_containers::Resource;
 use tokio::task::JoinSet;
 
+use crate::cpu::CpuTimes;
 use crate::daemon::Daemon;
 use crate::report::{Report, RunFigures};
 use crate::sim_am::{AmOutcome, SimAm};
@@ -77,6 +78,7 @@ async fn run_once(args: &RmArgs) -> anyhow::Result<RunFigures> {
     let clients: Vec<_> = ams.iter().map(|am| am.client.clone()).collect();
 
     let capability = Resource::new(args.container_memory_mb, 1);
+    let (rm_before, bench_before) = (rm.cpu()?, CpuTimes::of("self")?);
     let started = Instant::now();
     let mut running = JoinSet::new();
     for am in ams {
@@ -94,6 +96,8 @@ async fn run_once(args: &RmArgs) -> anyhow::Result<RunFigures> {
         }
     }
     let elapsed = started.elapsed();
+    let rm_cpu = rm.cpu()?.since(rm_before).own;
+    let bench_cpu = CpuTimes::of("self")?.since(bench_before).own;
 
     for client in clients {
         client.finish(FinalStatus::Succeeded, "", "").await?;
@@ -108,6 +112,7 @@ async fn run_once(args: &RmArgs) -> anyhow::Result<RunFigures> {
         .collect();
     let calls: u64 = outcomes.iter().map(|o| o.calls).sum();
     let p = |q| stats::percentile(&latencies, q).map_or(0.0, stats::ms);
+    let per_container = |d: Duration| stats::ms(d) * 1000.0 / f64::from(args.containers);
     Ok(vec![
         (
             "allocations_per_s",
@@ -118,5 +123,7 @@ async fn run_once(args: &RmArgs) -> anyhow::Result<RunFigures> {
         ("rm_peak_rss_mb", memory.peak_rss_mb),
         ("elapsed_ms", stats::ms(elapsed)),
         ("allocate_calls", calls as f64),
+        ("rm_cpu_us_per_container", per_container(rm_cpu)),
+        ("bench_cpu_us_per_container", per_container(bench_cpu)),
     ])
 }
