@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use spindle_app_master::FinalStatus;
 use spindle_containers::Resource;
 use tokio::task::JoinSet;
@@ -41,6 +41,14 @@ pub struct RmArgs {
 }
 
 pub async fn run(args: &RmArgs, runs: u32) -> anyhow::Result<Report> {
+    // The AMs would wait forever for containers that fit nowhere.
+    if args.container_memory_mb > args.node_memory_mb {
+        bail!(
+            "--container-memory-mb {} does not fit in --node-memory-mb {}",
+            args.container_memory_mb,
+            args.node_memory_mb
+        );
+    }
     let mut report = Report::new("rm");
     report.setup("nodes", args.nodes);
     report.setup("node_memory_mb", args.node_memory_mb);
