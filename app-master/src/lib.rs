@@ -1,8 +1,10 @@
 //! The application master's side of Spindle: the clients it speaks to the resource manager
 //! (`AmRmClient`) and to node managers (`NmClient`) with, the `Allocator` that keeps a
-//! target number of executors running on top of them, and the SDK's driver and executor roles.
+//! target number of executors running on top of them, the SDK's driver and executor roles, and
+//! the Spark-style AM role (`am`) that puts them together.
 
 pub mod allocator;
+pub mod am;
 pub mod am_env;
 pub mod amrm_client;
 pub mod container;
@@ -12,6 +14,7 @@ pub mod requests;
 pub mod sdk;
 
 pub use allocator::{Allocator, AllocatorConfig, AllocatorEvent, ExecutorId};
+pub use am::{AppConfig, DeployMode, run_application_master};
 pub use am_env::{AmEnv, AmEnvError};
 pub use amrm_client::{
     AllocateResult, AmCommand, AmRmClient, AmRmError, FinalStatus, Registration,

@@ -46,6 +46,9 @@ pub struct RmConfig {
     pub default_max_attempts: u32,
     /// The most attempts a submission may ask for.
     pub max_attempts_limit: u32,
+    /// Finished applications kept, in memory and in the state store (YARN's
+    /// `yarn.resourcemanager.max-completed-applications`); the oldest are forgotten first.
+    pub max_completed_applications: usize,
 }
 
 impl Default for RmConfig {
@@ -62,6 +65,7 @@ impl Default for RmConfig {
             am_liveness_expiry: Duration::from_secs(600),
             default_max_attempts: 2,
             max_attempts_limit: 10,
+            max_completed_applications: 10_000,
         }
     }
 }

@@ -1,18 +1,20 @@
 //! The resource manager: the cluster's capacity, its applications, and who runs where.
 //!
-//! `ResourceManager::start` binds the gRPC port (and the web port, if configured) and serves
-//! until `shutdown`. The rules live in [`core`], a plain value with no I/O; [`server`] is the
-//! shell of services and the one task that owns the core.
+//! `ResourceManager::start` recovers what an earlier run on the same state directory kept, binds
+//! the gRPC port (and the web port, if configured) and serves until `shutdown`. The rules live in
+//! [`core`], a plain value with no I/O; [`store`] keeps what must survive a restart; `server` is
+//! the shell of services and the one task that owns the core.
 
 pub mod config;
 pub mod core;
 mod server;
+pub mod store;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 pub use config::{Placement, RmConfig};
-pub use server::STAGING_CHUNK_BYTES;
+pub use server::{STAGING_CHUNK_BYTES, STORE_FILE};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RmError {
@@ -22,11 +24,13 @@ pub enum RmError {
         addr: SocketAddr,
         error: std::io::Error,
     },
-    #[error("cannot create the staging directory {}: {error}", path.display())]
+    #[error("cannot create the state directory {}: {error}", path.display())]
     StateDir {
         path: PathBuf,
         error: std::io::Error,
     },
+    #[error(transparent)]
+    StateStore(#[from] store::StoreError),
     #[error("invalid resource manager configuration: {field} {problem}")]
     Config {
         field: &'static str,
@@ -57,15 +61,19 @@ impl ResourceManager {
         self.serving.web_addr
     }
 
-    /// The RM's start time in ms since the epoch; application ids carry it.
+    /// The first start's time on this state directory, in ms since the epoch: application ids
+    /// carry it, across restarts.
     pub fn cluster_timestamp(&self) -> u64 {
         self.serving.cluster_timestamp
     }
 
-    /// Stops serving and waits until every task has ended.
+    /// Stops serving and waits until every task has ended and the state store is closed.
     pub async fn shutdown(self) {
         let server::Serving {
-            shutdown, tasks, ..
+            shutdown,
+            tasks,
+            store_closed,
+            ..
         } = self.serving;
         let _ = shutdown.send(true);
         for task in tasks {
@@ -78,7 +86,37 @@ impl ResourceManager {
                 abort.abort();
             }
         }
+        wait_closed(store_closed).await;
         tracing::info!("resource manager stopped");
+    }
+
+    /// Stops at once, as a crash would: every task is cut off where it is, no open call is
+    /// answered, and nothing more is written (a store write under way completes or not, as one
+    /// transaction). Returns once the state store is closed, so that a new resource manager can
+    /// start on the same state directory: for tests of recovery.
+    pub async fn abort(self) {
+        let server::Serving {
+            tasks,
+            store_closed,
+            ..
+        } = self.serving;
+        for task in &tasks {
+            task.abort();
+        }
+        for task in tasks {
+            let _ = task.await;
+        }
+        wait_closed(store_closed).await;
+        tracing::warn!("resource manager aborted");
+    }
+}
+
+async fn wait_closed(store_closed: tokio::sync::oneshot::Receiver<()>) {
+    if tokio::time::timeout(server::SHUTDOWN_GRACE, store_closed)
+        .await
+        .is_err()
+    {
+        tracing::warn!("the state store did not close in time");
     }
 }
 
@@ -106,6 +144,9 @@ fn validate(c: &RmConfig) -> Result<(), RmError> {
         if value.is_zero() {
             return bad(field, "must be longer than 0".into());
         }
+    }
+    if c.state_dir.as_os_str().is_empty() {
+        return bad("state-dir", "must name a directory".into());
     }
     if c.default_max_attempts == 0 || c.default_max_attempts > c.max_attempts_limit {
         return bad(

@@ -2,6 +2,7 @@
 //! down to what Spindle schedules. Its methods block the calling thread (the driver runs on its
 //! own thread, as in Spark); `run_async` serves drivers written as async code.
 
+use std::fmt;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -61,6 +62,7 @@ pub struct DriverContext {
     executors: watch::Receiver<Vec<ExecutorInfo>>,
     executor_target: watch::Sender<Option<u32>>,
     tasks: TaskRegistry,
+    args: Vec<String>,
     runtime: Handle,
 }
 
@@ -71,6 +73,7 @@ impl DriverContext {
         executors: watch::Receiver<Vec<ExecutorInfo>>,
         executor_target: watch::Sender<Option<u32>>,
         tasks: TaskRegistry,
+        args: Vec<String>,
         runtime: Handle,
     ) -> DriverContext {
         DriverContext {
@@ -79,6 +82,7 @@ impl DriverContext {
             executors,
             executor_target,
             tasks,
+            args,
             runtime,
         }
     }
@@ -86,6 +90,12 @@ impl DriverContext {
     /// The URL executors connect to.
     pub fn driver_url(&self) -> &str {
         &self.driver_url
+    }
+
+    /// The program's own arguments (without the program name), as the user gave them to
+    /// `spindle submit -- PROGRAM ARGS...`.
+    pub fn args(&self) -> &[String] {
+        &self.args
     }
 
     /// Runs the task `task_name` once per input across the executors and returns the outputs
@@ -195,5 +205,15 @@ impl DriverContext {
         if self.events.send(Event::ShutdownExecutors { done }).is_ok() {
             let _ = told.await;
         }
+    }
+}
+
+impl fmt::Debug for DriverContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DriverContext")
+            .field("driver_url", &self.driver_url)
+            .field("args", &self.args)
+            .field("executors", &self.executors.borrow().len())
+            .finish()
     }
 }

@@ -34,20 +34,29 @@ const SESSION_CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// Where and how the driver endpoint serves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DriverConfig {
-    /// The host to bind (port 0: the OS picks one) and to put in the driver URL executors get.
+    /// The host to bind (port 0: the OS picks one) and, unless `advertise_host` is set, to put
+    /// in the driver URL executors get.
     pub host: String,
+    /// The host executors dial, when it differs from the bound one (Spark's
+    /// `spark.driver.host` next to `spark.driver.bindAddress`): a driver bound on `0.0.0.0`
+    /// advertises a name the cluster's nodes can reach.
+    pub advertise_host: Option<String>,
     /// Spark's `spark.task.maxFailures`: failures of one task that fail its job.
     pub max_task_failures: u32,
     /// The application this driver belongs to; when set, executors of another app are refused.
     pub app_id: Option<String>,
+    /// The program's own arguments, which the driver reads through [`DriverContext::args`].
+    pub args: Vec<String>,
 }
 
 impl Default for DriverConfig {
     fn default() -> DriverConfig {
         DriverConfig {
             host: "127.0.0.1".to_string(),
+            advertise_host: None,
             max_task_failures: DEFAULT_MAX_TASK_FAILURES,
             app_id: None,
+            args: Vec::new(),
         }
     }
 }
@@ -58,6 +67,8 @@ pub enum DriverError {
     NoTaskAttempts,
     #[error("driver host must not be empty")]
     EmptyHost,
+    #[error("driver advertise_host must not be empty when set")]
+    EmptyAdvertiseHost,
     #[error("cannot bind the driver endpoint on host {host:?} (any port): {source}")]
     Bind {
         host: String,
@@ -110,11 +121,16 @@ pub struct DriverEndpoint {
     executors: watch::Receiver<Vec<ExecutorInfo>>,
     executor_target: watch::Sender<Option<u32>>,
     tasks: TaskRegistry,
+    args: Vec<String>,
     runtime: Handle,
     scheduler_task: JoinHandle<()>,
     server_task: JoinHandle<Result<(), tonic::transport::Error>>,
     stop_server: oneshot::Sender<()>,
     drop_sessions: watch::Sender<bool>,
+    /// Set once the executors have been told to shut down: sessions that never registered
+    /// (a client-mode AM watching the driver) are told Shutdown and end then, rather than
+    /// holding the server's graceful stop open.
+    stopping: watch::Sender<bool>,
 }
 
 impl DriverEndpoint {
@@ -130,6 +146,9 @@ impl DriverEndpoint {
         if config.host.is_empty() {
             return Err(DriverError::EmptyHost);
         }
+        if config.advertise_host.as_deref() == Some("") {
+            return Err(DriverError::EmptyAdvertiseHost);
+        }
         let listener = TcpListener::bind((config.host.as_str(), 0))
             .await
             .map_err(|source| DriverError::Bind {
@@ -140,13 +159,15 @@ impl DriverEndpoint {
             host: config.host.clone(),
             source,
         })?;
-        let url = driver_url(&config.host, local_addr.port());
+        let advertised = config.advertise_host.as_deref().unwrap_or(&config.host);
+        let url = driver_url(advertised, local_addr.port());
         let span = info_span!("driver", app_id = config.app_id.as_deref().unwrap_or(""), %url);
 
         let (events, event_rx) = mpsc::unbounded_channel();
         let (executors_tx, executors) = watch::channel(Vec::new());
         let (executor_target, _) = watch::channel(None);
         let (drop_sessions, drop_sessions_rx) = watch::channel(false);
+        let (stopping, stopping_rx) = watch::channel(false);
         let scheduler_loop = SchedulerLoop {
             core: TaskScheduler::new(config.max_task_failures),
             app_id: config.app_id.clone(),
@@ -162,6 +183,7 @@ impl DriverEndpoint {
             events: events.clone(),
             next_session: Arc::new(AtomicU64::new(0)),
             drop_sessions: drop_sessions_rx,
+            stopping: stopping_rx,
         };
         let (stop_server, stop_rx) = oneshot::channel::<()>();
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
@@ -180,11 +202,13 @@ impl DriverEndpoint {
             executors,
             executor_target,
             tasks,
+            args: config.args,
             runtime: Handle::current(),
             scheduler_task,
             server_task,
             stop_server,
             drop_sessions,
+            stopping,
         })
     }
 
@@ -216,6 +240,7 @@ impl DriverEndpoint {
             self.executors.clone(),
             self.executor_target.clone(),
             self.tasks.clone(),
+            self.args.clone(),
             self.runtime.clone(),
         )
     }
@@ -227,6 +252,7 @@ impl DriverEndpoint {
         if let Err(e) = self.scheduler_task.await {
             warn!(error = %e, "driver scheduler task ended abnormally");
         }
+        self.stopping.send_replace(true);
         let _ = self.stop_server.send(());
         let mut server_task = self.server_task;
         let finished = tokio::time::timeout(SESSION_CLOSE_GRACE, &mut server_task).await;
@@ -474,6 +500,7 @@ struct DriverService {
     events: mpsc::UnboundedSender<Event>,
     next_session: Arc<AtomicU64>,
     drop_sessions: watch::Receiver<bool>,
+    stopping: watch::Receiver<bool>,
 }
 
 #[tonic::async_trait]
@@ -495,6 +522,7 @@ impl Driver for DriverService {
             inbound: request.into_inner(),
             events: self.events.clone(),
             drop_sessions: self.drop_sessions.clone(),
+            stopping: self.stopping.clone(),
         };
         tokio::spawn(
             reader
@@ -511,11 +539,24 @@ struct SessionReader {
     inbound: Streaming<ExecutorMessage>,
     events: mpsc::UnboundedSender<Event>,
     drop_sessions: watch::Receiver<bool>,
+    stopping: watch::Receiver<bool>,
 }
 
 impl SessionReader {
     async fn run(mut self, outbox: Outbox) {
-        let registered = match self.next().await {
+        // A session that has not registered when the endpoint stops is not an executor: it is
+        // a client-mode AM watching the driver. It gets Shutdown, then the end of its stream:
+        // that message, which no dying process sends, is how it tells an orderly stop from a
+        // lost driver.
+        let mut stopping = self.stopping.clone();
+        let first = tokio::select! {
+            first = self.next() => first,
+            Ok(_) = stopping.wait_for(|stopping| *stopping) => {
+                let _ = outbox.send(Ok(message(driver_message::Message::Shutdown(Shutdown {}))));
+                None
+            }
+        };
+        let registered = match first {
             Some(executor_message::Message::Register(register)) => {
                 let (info, app_id) = executor_info(register);
                 self.events

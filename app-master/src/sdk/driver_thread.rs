@@ -29,6 +29,13 @@ pub struct DriverThread {
 }
 
 impl DriverThread {
+    /// A stand-in whose outcome arrives on `outcome`, for tests of the AM that need a driver
+    /// behaving as no real one can (one that never creates its context).
+    #[cfg(test)]
+    pub(crate) fn from_outcome(outcome: oneshot::Receiver<Result<(), String>>) -> DriverThread {
+        DriverThread { outcome }
+    }
+
     /// The driver's outcome: `Ok` when the user's driver returned `Ok`, else what went wrong
     /// (its error, its panic message, an endpoint that would not start, or no resume).
     pub async fn wait(self) -> Result<(), String> {
@@ -64,6 +71,7 @@ pub fn spawn_driver(
                     .map_err(|e| format!("cannot start the driver endpoint: {e}"))?;
                 let ready = DriverReady {
                     driver_url: endpoint.url().to_string(),
+                    context: endpoint.context(),
                     executor_target: endpoint.executor_target(),
                     executors: endpoint.executors(),
                 };

@@ -86,6 +86,16 @@ impl FromStr for LocalMaster {
 /// per task. Blocks until the driver returns; call it from synchronous code (it makes its own
 /// runtime).
 pub fn run_local(app: &App, threads: usize, max_failures: u32) -> Result<(), String> {
+    run_local_with_args(app, threads, max_failures, Vec::new())
+}
+
+/// [`run_local`], with the program arguments the driver reads through `DriverContext::args`.
+pub fn run_local_with_args(
+    app: &App,
+    threads: usize,
+    max_failures: u32,
+    args: Vec<String>,
+) -> Result<(), String> {
     if Handle::try_current().is_ok() {
         return Err(
             "run_local blocks and makes its own runtime; call it from synchronous code, \
@@ -125,6 +135,8 @@ pub fn run_local(app: &App, threads: usize, max_failures: u32) -> Result<(), Str
         host: "127.0.0.1".to_string(),
         max_task_failures: max_failures,
         app_id: Some(app_id.clone()),
+        args,
+        ..DriverConfig::default()
     };
     let (promise, waiter) = context_promise();
     let driver =

@@ -19,7 +19,7 @@ pub use context::{DriverContext, JobError, WaitError};
 pub use driver::{DriverConfig, DriverEndpoint, DriverError};
 pub use driver_thread::{DriverStartError, DriverThread, spawn_driver};
 pub use executor::{ExecutorArgs, ExecutorError, UsageError, executor_main, run_executor};
-pub use local::{LocalMaster, LocalMasterError, run_local};
+pub use local::{LocalMaster, LocalMasterError, run_local, run_local_with_args};
 pub use promise::{
     ContextPromise, ContextWaiter, DriverReady, PromiseError, ResumeDriver, context_promise,
 };

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::{oneshot, watch};
 
+use super::context::DriverContext;
 use super::scheduler::ExecutorInfo;
 
 /// What the driver hands the AM once its context exists.
@@ -14,6 +15,10 @@ use super::scheduler::ExecutorInfo;
 pub struct DriverReady {
     /// The driver endpoint's URL, the executors' `--driver-url`.
     pub driver_url: String,
+    /// A handle on the same driver, so the AM can stop its executors and its jobs when it must
+    /// end the application while the user's driver is still running (Spark interrupts the
+    /// user's thread there; a Rust thread cannot be interrupted, so its jobs fail instead).
+    pub context: DriverContext,
     /// The total executors the driver asks for (`None` until it asks).
     pub executor_target: watch::Receiver<Option<u32>>,
     /// The executors registered with the driver.
@@ -111,10 +116,22 @@ impl ResumeDriver {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sdk::app::TaskRegistry;
 
     fn ready(url: &str) -> DriverReady {
+        let (events, _) = tokio::sync::mpsc::unbounded_channel();
+        let context = DriverContext::new(
+            url.into(),
+            events,
+            watch::channel(Vec::new()).1,
+            watch::channel(None).0,
+            TaskRegistry::default(),
+            Vec::new(),
+            tokio::runtime::Handle::current(),
+        );
         DriverReady {
             driver_url: url.into(),
+            context,
             executor_target: watch::channel(None).1,
             executors: watch::channel(Vec::new()).1,
         }
@@ -124,8 +141,9 @@ mod tests {
     async fn the_am_gets_the_url_and_the_driver_waits_for_resume() {
         let (promise, waiter) = context_promise();
         let (resumed_tx, mut resumed) = oneshot::channel();
+        let handed = ready("http://h:1");
         let driver = std::thread::spawn(move || {
-            let outcome = promise.fulfil(ready("http://h:1"));
+            let outcome = promise.fulfil(handed);
             let _ = resumed_tx.send(());
             outcome
         });

@@ -42,6 +42,7 @@ fn config(max_task_failures: u32) -> DriverConfig {
         host: "127.0.0.1".into(),
         max_task_failures,
         app_id: Some("app-test".into()),
+        ..DriverConfig::default()
     }
 }
 
@@ -594,4 +595,58 @@ fn cluster_style_driver_thread_waits_for_resume_then_runs_the_job() {
     guarded(&rt, "driver", driver.wait()).unwrap();
     assert_eq!(*result.lock().unwrap(), Some(vec![1, 3]));
     assert!(guarded(&rt, "executor exit", executor).unwrap().is_ok());
+}
+
+#[test]
+fn the_driver_sees_its_program_arguments_and_executors_dial_the_advertised_host() {
+    let seen = Arc::new(Mutex::new(None));
+    let app = {
+        let seen = seen.clone();
+        App::new("args").driver(move |ctx| {
+            *seen.lock().unwrap() = Some((ctx.args().to_vec(), ctx.driver_url().to_string()));
+            Ok(())
+        })
+    };
+    let rt = runtime();
+    let advertised = DriverConfig {
+        host: "127.0.0.1".into(),
+        advertise_host: Some("localhost".into()),
+        args: vec!["800000".into(), "--verbose".into()],
+        ..config(4)
+    };
+    let (promise, waiter) = context_promise();
+    let driver = spawn_driver(&app, advertised, rt.handle().clone(), promise).unwrap();
+    let (ready, resume) = guarded(&rt, "context", waiter.wait(HANG_GUARD)).unwrap();
+    assert!(
+        ready.driver_url.starts_with("http://localhost:"),
+        "{}",
+        ready.driver_url
+    );
+    resume.resume();
+    guarded(&rt, "driver", driver.wait()).unwrap();
+    let (args, url) = seen.lock().unwrap().take().expect("the driver ran");
+    assert_eq!(args, ["800000", "--verbose"]);
+    assert_eq!(url, ready.driver_url);
+
+    let mut with_empty_advertise = DriverConfig {
+        advertise_host: Some(String::new()),
+        ..config(4)
+    };
+    let err = guarded(
+        &rt,
+        "start",
+        DriverEndpoint::start(with_empty_advertise.clone(), TaskRegistry::default()),
+    )
+    .err()
+    .expect("an empty advertise_host is refused");
+    assert!(err.to_string().contains("advertise_host"), "{err}");
+    with_empty_advertise.advertise_host = None;
+    let endpoint = guarded(
+        &rt,
+        "start",
+        DriverEndpoint::start(with_empty_advertise, TaskRegistry::default()),
+    )
+    .unwrap();
+    assert!(endpoint.url().starts_with("http://127.0.0.1:"));
+    guarded(&rt, "endpoint shutdown", endpoint.shutdown());
 }

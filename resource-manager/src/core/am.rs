@@ -108,14 +108,26 @@ impl Core {
         };
         if app.state == AppState::Accepted {
             app.state = AppState::Running;
+            fx.changed(id.application);
+            self.save_app(id.application, &mut fx);
         }
-        if let Some(a) = app.attempt_mut(id) {
+        if let Some(a) = self
+            .apps
+            .get_mut(&id.application)
+            .and_then(|app| app.attempt_mut(id))
+        {
+            if a.resync {
+                tracing::info!(app = %id.application, attempt = %id,
+                    "application master registered again after the restart");
+            }
             a.state = AttemptState::Running;
             a.host = call.host;
             a.rpc_port = call.rpc_port;
             a.tracking_url = call.tracking_url;
             a.last_heard_ms = now;
+            a.resync = false;
         }
+        self.save_attempt(id, &mut fx);
         // The AM may register before its launch result arrives: it evidently runs.
         if let Some(c) = am_container.and_then(|c| self.containers.get_mut(&c))
             && c.state == ContainerState::Allocated
@@ -146,14 +158,18 @@ impl Core {
         let cancels = self.request_keys("cancels", &call.cancels)?;
         for (i, container) in call.releases.iter().enumerate() {
             let field = || format!("release[{i}]");
-            match self.containers.get(container) {
-                Some(c) if container.attempt == id && c.is_am => {
+            let is_am = match self.containers.get(container) {
+                Some(c) => Some(c.is_am),
+                None => self.awaiting.get(container).map(|r| r.is_am),
+            };
+            match is_am {
+                Some(true) if container.attempt == id => {
                     return Err(CoreError::ReleaseOwnContainer {
                         field: field(),
                         container: *container,
                     });
                 }
-                Some(_) if container.attempt == id => {}
+                Some(false) if container.attempt == id => {}
                 _ => {
                     return Err(CoreError::ForeignContainer {
                         field: field(),
@@ -166,20 +182,7 @@ impl Core {
 
         let mut fx = Effects::default();
         for container in call.releases {
-            let Some(node) = self.containers.get(&container).map(|c| c.node) else {
-                continue;
-            };
-            let released = self.end_container(
-                now,
-                container,
-                ContainerState::Released,
-                ABORTED,
-                "container released by the application master".into(),
-                &mut fx,
-            );
-            if released {
-                fx.stop(&self.nodes.get(node).id, container, KILLED_BY_APPMASTER);
-            }
+            self.release(now, container, &mut fx);
         }
         let Some(a) = self
             .apps
@@ -189,6 +192,12 @@ impl Core {
             return Err(CoreError::UnknownAttempt(id));
         };
         a.last_heard_ms = now;
+        if a.resync {
+            // Asks and cancels are dropped: after registering again the AM asks anew for all it
+            // still wants. Releases are kept, since the AM does not send them again.
+            self.schedule(now, &mut fx);
+            return Ok(fx.into_vec());
+        }
         a.progress = if call.progress.is_finite() {
             call.progress.clamp(0.0, 1.0)
         } else {
@@ -208,6 +217,27 @@ impl Core {
         }
         self.schedule(now, &mut fx);
         Ok(fx.into_vec())
+    }
+
+    /// The AM gives a container back: it is reported completed (-100, as YARN does) and its NM
+    /// is told to stop it (-105).
+    fn release(&mut self, now: u64, container: ContainerId, fx: &mut Effects) {
+        const WHY: &str = "container released by the application master";
+        if let Some(node) = self.containers.get(&container).map(|c| c.node) {
+            let released = self.end_container(
+                now,
+                container,
+                ContainerState::Released,
+                ABORTED,
+                WHY.into(),
+                fx,
+            );
+            if released {
+                fx.stop(&self.nodes.get(node).id, container, KILLED_BY_APPMASTER);
+            }
+        } else if let Some(node) = self.end_awaiting(now, container, ABORTED, WHY, fx) {
+            fx.stop(&node, container, KILLED_BY_APPMASTER);
+        }
     }
 
     fn request_keys(&self, field: &str, asks: &[Ask]) -> Result<Vec<(RequestKey, u32)>, CoreError> {
@@ -246,7 +276,9 @@ impl Core {
     /// Whether an Allocate of `attempt` should be answered now.
     pub fn has_news(&self, attempt: AttemptId) -> bool {
         match self.lookup_attempt(attempt) {
-            Ok((app, a)) => !a.news.is_empty() || a.state.is_over() || !app.is_current(attempt),
+            Ok((app, a)) => {
+                !a.news.is_empty() || a.resync || a.state.is_over() || !app.is_current(attempt)
+            }
             Err(_) => false,
         }
     }
@@ -259,6 +291,7 @@ impl Core {
         let a = app.attempt_mut(attempt)?;
         let news = std::mem::take(&mut a.news);
         let over = a.state.is_over() || !current;
+        let resync = a.resync;
         if !over {
             a.last_heard_ms = a.last_heard_ms.max(now);
         }
@@ -283,6 +316,8 @@ impl Core {
             updated_nodes: news.updated_nodes.into_iter().collect(),
             command: if over {
                 Some(AmCommand::Shutdown)
+            } else if resync {
+                Some(AmCommand::Resync)
             } else {
                 news.command
             },

@@ -4,14 +4,17 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
+use serde::{Deserialize, Serialize};
 use spindle_containers::{ApplicationId, AttemptId, ContainerId, LaunchContext, Resource};
 
 use super::node::NodeIdx;
+use super::record::{AppRecord, AttemptRecord};
 use super::requests::Requests;
 
 /// An application's state. NEW is the id handed out by `new_application` before submission and
 /// has no record; the rest are YARN's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum AppState {
     Submitted,
     /// Queued: waiting for (or running) an attempt whose AM has not registered.
@@ -34,7 +37,8 @@ impl AppState {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum FinalStatus {
     Undefined,
     Succeeded,
@@ -42,7 +46,8 @@ pub enum FinalStatus {
     Killed,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum AttemptState {
     /// Waiting for its AM container.
     New,
@@ -70,6 +75,9 @@ impl AttemptState {
 /// What the RM tells an AM besides containers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AmCommand {
+    /// The RM restarted and recovered the attempt: register again and ask again for what is
+    /// still wanted.
+    Resync,
     /// The attempt is over: exit.
     Shutdown,
 }
@@ -119,6 +127,9 @@ pub struct Attempt {
     pub(crate) news: News,
     /// The number of the next container allocated to this attempt (the AM's is 1).
     pub(crate) next_container: u64,
+    /// Recovered after an RM restart, and its AM has not registered since: every Allocate is
+    /// answered RESYNC until it does.
+    pub(crate) resync: bool,
 }
 
 impl Attempt {
@@ -138,13 +149,43 @@ impl Attempt {
             requests: Requests::default(),
             news: News::default(),
             next_container: 1,
+            resync: false,
         }
     }
 
-    pub(crate) fn next_container_id(&mut self) -> ContainerId {
-        let id = ContainerId::new(self.id, 0, self.next_container);
+    /// The id of the next container, in the RM's current `epoch`.
+    pub(crate) fn next_container_id(&mut self, epoch: u32) -> ContainerId {
+        let id = ContainerId::new(self.id, epoch, self.next_container);
         self.next_container += 1;
         id
+    }
+
+    pub fn to_record(&self) -> AttemptRecord {
+        AttemptRecord {
+            id: self.id,
+            state: self.state,
+            am_container: self.am_container,
+            host: self.host.clone(),
+            rpc_port: self.rpc_port,
+            tracking_url: self.tracking_url.clone(),
+            diagnostics: self.diagnostics.clone(),
+            start_ms: self.start_ms,
+            finish_ms: self.finish_ms,
+        }
+    }
+
+    /// An attempt as recorded: its liveness clock starts at `now`, its requests and news anew.
+    pub(crate) fn from_record(r: AttemptRecord, now: u64) -> Self {
+        let mut attempt = Attempt::new(r.id, r.start_ms);
+        attempt.state = r.state;
+        attempt.am_container = r.am_container;
+        attempt.host = r.host;
+        attempt.rpc_port = r.rpc_port;
+        attempt.tracking_url = r.tracking_url;
+        attempt.diagnostics = r.diagnostics;
+        attempt.finish_ms = r.finish_ms;
+        attempt.last_heard_ms = now;
+        attempt
     }
 }
 
@@ -215,6 +256,53 @@ impl App {
 
     pub fn is_current(&self, id: AttemptId) -> bool {
         self.current_attempt().is_some_and(|a| a.id == id)
+    }
+
+    pub fn to_record(&self) -> AppRecord {
+        AppRecord {
+            id: self.id,
+            name: self.name.clone(),
+            queue: self.queue.clone(),
+            user: self.user.clone(),
+            application_type: self.application_type.clone(),
+            tags: self.tags.clone(),
+            submit_ms: self.submit_ms,
+            order: self.order,
+            am_resource: self.am_resource,
+            am_launch: self.am_launch.clone(),
+            max_attempts: self.max_attempts,
+            unmanaged: self.unmanaged,
+            state: self.state,
+            final_status: self.final_status,
+            diagnostics: self.diagnostics.clone(),
+            finish_ms: self.finish_ms,
+        }
+    }
+
+    /// An application as recorded, without its attempts and containers.
+    pub(crate) fn from_record(r: AppRecord) -> Self {
+        App {
+            id: r.id,
+            name: r.name,
+            queue: r.queue,
+            user: r.user,
+            application_type: r.application_type,
+            tags: r.tags,
+            state: r.state,
+            final_status: r.final_status,
+            diagnostics: r.diagnostics,
+            submit_ms: r.submit_ms,
+            finish_ms: r.finish_ms,
+            am_resource: r.am_resource,
+            am_launch: r.am_launch,
+            max_attempts: r.max_attempts,
+            unmanaged: r.unmanaged,
+            attempts: Vec::new(),
+            containers: Vec::new(),
+            allocated: Resource::ZERO,
+            live_containers: 0,
+            order: r.order,
+        }
     }
 }
 

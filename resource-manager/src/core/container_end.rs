@@ -9,6 +9,7 @@ use super::Core;
 use super::app::CompletedContainer;
 use super::container::ContainerState;
 use super::effect::Effects;
+use super::record::Record;
 
 impl Core {
     /// Live containers of `app` (of one attempt only, if given).
@@ -93,6 +94,7 @@ impl Core {
         if c.state == ContainerState::Allocated {
             self.unstarted.remove(&(c.allocated_ms, id));
         }
+        fx.persist(Record::ContainerEnded(id));
         c.state = state;
         c.exit_status = Some(exit_status);
         c.diagnostics = diagnostics.clone();

@@ -1,12 +1,18 @@
-//! What the core asks the world to do after an event: the server carries these out (RPCs to node
-//! managers, answering long polls, notifying watchers). The core never performs I/O itself.
+//! What the core asks the world to do after an event: the server carries these out (writes to the
+//! state store, RPCs to node managers, answering long polls, notifying watchers). The core never
+//! performs I/O itself.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use spindle_containers::{ApplicationId, AttemptId, ContainerId, LaunchContext, NodeId, Resource};
 
+use super::record::Record;
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
+    /// Keep this in the state store, in order, before anything that follows it (or any answer
+    /// to the call that caused it) leaves the RM.
+    Persist(Record),
     /// Start an attempt's AM container on its node (ContainerManager.StartContainers); the result
     /// comes back as `on_am_launched` or `on_am_launch_failed`.
     LaunchAm {
@@ -32,6 +38,7 @@ pub enum Effect {
 /// app, one StopContainers per node and exit status.
 #[derive(Debug, Default)]
 pub(crate) struct Effects {
+    records: Vec<Record>,
     launches: Vec<Effect>,
     stops: BTreeMap<(NodeId, i32), Vec<ContainerId>>,
     wakes: BTreeSet<AttemptId>,
@@ -39,6 +46,10 @@ pub(crate) struct Effects {
 }
 
 impl Effects {
+    pub fn persist(&mut self, record: Record) {
+        self.records.push(record);
+    }
+
     pub fn launch(&mut self, effect: Effect) {
         debug_assert!(matches!(effect, Effect::LaunchAm { .. }));
         self.launches.push(effect);
@@ -59,8 +70,10 @@ impl Effects {
         self.changed.insert(app);
     }
 
+    /// The records first, in the order they were made: everything else may depend on them.
     pub fn into_vec(self) -> Vec<Effect> {
-        let mut out = self.launches;
+        let mut out: Vec<Effect> = self.records.into_iter().map(Effect::Persist).collect();
+        out.extend(self.launches);
         out.extend(
             self.stops
                 .into_iter()

@@ -16,7 +16,27 @@ impl Core {
         self.check_nodes()?;
         let per_app = self.check_containers()?;
         self.check_apps(&per_app)?;
+        self.check_awaiting()?;
         self.check_work_conserving()
+    }
+
+    /// A recovered container awaits its node only while its attempt may still use it.
+    fn check_awaiting(&self) -> Result<(), String> {
+        for r in self.awaiting.iter() {
+            let attempt = r.id.attempt;
+            let live = self.apps.get(&attempt.application).is_some_and(|app| {
+                !app.state.is_final()
+                    && app.is_current(attempt)
+                    && app.attempt(attempt).is_some_and(|a| !a.state.is_over())
+            });
+            if !live || self.containers.contains_key(&r.id) {
+                return Err(format!(
+                    "{} awaits its node, but its attempt is over or it is attached",
+                    r.id
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Nothing waits that could be placed now: every queued AM container and every request

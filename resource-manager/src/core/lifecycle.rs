@@ -92,6 +92,7 @@ impl Core {
         self.apps.insert(s.id, app);
         self.active.insert(s.id);
         let mut fx = Effects::default();
+        self.save_app(s.id, &mut fx);
         let attempt = self.start_attempt(now, s.id, &mut fx);
         self.schedule(now, &mut fx);
         let unmanaged_attempt = s.unmanaged.then_some(attempt).flatten();
@@ -145,12 +146,13 @@ impl Core {
             a.state = AttemptState::Launched;
             a.last_heard_ms = now;
             fx.changed(app.id);
+            tracing::info!(app = %app.id, %attempt, %container, "AM container launched");
             if let Some(c) = self.containers.get_mut(&container)
                 && c.state == ContainerState::Allocated
             {
                 c.state = ContainerState::Running;
             }
-            tracing::info!(app = %app.id, %attempt, %container, "AM container launched");
+            self.save_attempt(attempt, &mut fx);
         }
         fx.into_vec()
     }
@@ -200,6 +202,7 @@ impl Core {
         app.attempts.push(attempt);
         fx.changed(app.id);
         tracing::info!(app = %app.id, attempt = %id, "attempt started");
+        self.save_attempt(id, fx);
         Some(id)
     }
 
@@ -230,15 +233,17 @@ impl Core {
         let tried = app.attempts.len() as u32;
         let max_attempts = app.max_attempts;
         self.queues.remove(order);
+        self.save_attempt(attempt, fx);
+        let why = format!("its application attempt {attempt} failed");
         for id in self.live_containers_of(attempt.application, Some(attempt)) {
-            self.stop_container(
-                now,
-                id,
-                KILLED_BY_RESOURCEMANAGER,
-                format!("its application attempt {attempt} failed"),
-                fx,
-            );
+            self.stop_container(now, id, KILLED_BY_RESOURCEMANAGER, why.clone(), fx);
         }
+        self.drop_awaiting(
+            attempt.application,
+            Some(attempt),
+            KILLED_BY_RESOURCEMANAGER,
+            fx,
+        );
         fx.changed(attempt.application);
         if tried < max_attempts {
             if let Some(app) = self.apps.get_mut(&attempt.application) {
@@ -248,6 +253,7 @@ impl Core {
                     tried + 1
                 );
             }
+            self.save_app(attempt.application, fx);
             self.start_attempt(now, attempt.application, fx);
         } else {
             let diagnostics = format!(
@@ -292,6 +298,7 @@ impl Core {
         app.diagnostics = diagnostics.clone();
         app.finish_ms = Some(now);
         let order = app.order;
+        let mut closed = None;
         if let Some(a) = app.current_attempt_mut()
             && !a.state.is_over()
         {
@@ -301,10 +308,16 @@ impl Core {
                 _ => AttemptState::Finished,
             };
             Self::close_attempt(a, attempt_state, &diagnostics, now, fx);
+            closed = Some(a.id);
         }
         self.active.remove(&id);
+        self.completed.insert((now, id));
         self.queues.remove(order);
         fx.changed(id);
+        self.save_app(id, fx);
+        if let Some(attempt) = closed {
+            self.save_attempt(attempt, fx);
+        }
         for container in self.live_containers_of(id, None) {
             let is_am = self.containers.get(&container).is_some_and(|c| c.is_am);
             if is_am && state == AppState::Finished {
@@ -314,6 +327,8 @@ impl Core {
                 self.stop_container(now, container, leftover_exit, why, fx);
             }
         }
+        self.drop_awaiting(id, None, leftover_exit, fx);
+        self.enforce_retention(fx);
     }
 
     /// Marks an attempt over and tells its AM to shut down, should it still be polling.
@@ -366,7 +381,7 @@ mod tests {
     #[test]
     fn submit_checks_limits_before_changing_anything() {
         let mut t = Harness::new();
-        let id = t.core.new_application();
+        let id = t.new_application();
         let mut s = t.submission(id, 100_000);
         let err = t.core.submit(0, s.clone()).unwrap_err();
         assert_eq!(
@@ -478,7 +493,7 @@ mod tests {
     fn the_last_attempt_failing_fails_the_application() {
         let mut t = Harness::new();
         t.node("n1:1", 8192);
-        let id = t.core.new_application();
+        let id = t.new_application();
         let mut s = t.submission(id, 512);
         s.max_attempts = 1;
         let (_, fx) = t.core.submit(0, s).unwrap();
@@ -497,7 +512,7 @@ mod tests {
     fn an_unmanaged_application_has_an_attempt_but_no_am_container() {
         let mut t = Harness::new();
         t.node("n1:1", 4096);
-        let id = t.core.new_application();
+        let id = t.new_application();
         let mut s = t.submission(id, 512);
         s.unmanaged = true;
         s.max_attempts = 5;

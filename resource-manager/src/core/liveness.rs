@@ -1,7 +1,8 @@
 //! Liveness, driven by `on_tick(now)`: a node silent past the NM expiry is LOST (its containers
 //! abort with -100 and their AMs are told), an AM silent past the AM expiry fails its attempt,
 //! an allocated container nobody started is taken back, and an AM that unregistered but does not
-//! exit is stopped after its grace period.
+//! exit is stopped after its grace period. After an RM restart, containers whose nodes do not
+//! register again within the NM expiry are aborted.
 
 use spindle_containers::exit_status::{ABORTED, KILLED_AFTER_APP_COMPLETION};
 use spindle_containers::{AttemptId, ContainerId};
@@ -18,7 +19,9 @@ impl Core {
         self.expire_ams(now, &mut fx);
         self.expire_allocations(now, &mut fx);
         self.end_am_grace(now, &mut fx);
+        self.expire_awaiting(now, &mut fx);
         self.schedule(now, &mut fx);
+        self.enforce_retention(&mut fx);
         fx.into_vec()
     }
 

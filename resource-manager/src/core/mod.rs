@@ -1,7 +1,8 @@
 //! The pure core of the resource manager: nodes, applications, attempts, containers and the
 //! scheduler as plain data. Each `on_*` method takes one event and the time (ms since the epoch,
 //! passed in: the core has no clock, no I/O and no tasks) and returns the `Effect`s the server
-//! must carry out. Every rule of the cluster is testable here without a socket.
+//! must carry out. Every rule of the cluster is testable here without a socket. What must survive
+//! a restart leaves as `Effect::Persist` records; `Core::recover` rebuilds a core from them.
 
 mod am;
 mod app;
@@ -14,7 +15,10 @@ mod lifecycle;
 mod liveness;
 mod node;
 mod normalize;
+mod record;
+mod recover;
 mod requests;
+mod retention;
 mod scheduler;
 mod tracker;
 
@@ -25,7 +29,7 @@ pub(crate) mod testkit;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use spindle_containers::{ApplicationId, ContainerId, Resource};
+use spindle_containers::{ApplicationId, AttemptId, ContainerId, Resource};
 
 use crate::config::{Placement, RmConfig};
 
@@ -38,14 +42,18 @@ pub use container::{Container, ContainerState};
 pub use effect::Effect;
 pub use error::{CoreError, ErrorClass};
 pub use node::{Node, NodeIdx, NodeInfo, NodeState, NodeTable};
+pub use record::{AppRecord, AttemptRecord, ContainerRecord, Image, Record};
 pub use requests::{Locality, RequestKey, Requests};
 pub use tracker::{HeartbeatOutcome, NodeHeartbeat, ReportedContainer, ReportedState};
 
+use effect::Effects;
+use recover::Awaiting;
 use scheduler::Queues;
 
 /// The core's settings, taken from `RmConfig` with durations in ms.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CoreConfig {
+    /// The timestamp ids carry: this start's time, unless a recorded one is recovered.
     pub cluster_timestamp: u64,
     pub minimum_allocation: Resource,
     pub maximum_allocation: Resource,
@@ -57,6 +65,8 @@ pub struct CoreConfig {
     /// How long an AM that unregistered may take to exit by itself before its container is
     /// stopped (YARN waits for the AM container to end, too).
     pub am_exit_grace_ms: u64,
+    /// Finished applications kept (in memory and in the store); the oldest go first.
+    pub max_completed_applications: usize,
 }
 
 /// Ten seconds is ample for a process that has already said goodbye.
@@ -74,6 +84,7 @@ impl CoreConfig {
             default_max_attempts: config.default_max_attempts,
             max_attempts_limit: config.max_attempts_limit,
             am_exit_grace_ms: AM_EXIT_GRACE_MS,
+            max_completed_applications: config.max_completed_applications,
         }
     }
 
@@ -86,6 +97,9 @@ impl CoreConfig {
 
 pub struct Core {
     config: CoreConfig,
+    /// How many times the RM started on this state before this start (0 on the first); new
+    /// container ids carry it, so none repeats one handed out before a restart.
+    epoch: u32,
     /// The sequence number of the last application id handed out.
     last_app_seq: u32,
     next_order: u64,
@@ -99,12 +113,19 @@ pub struct Core {
     unstarted: BTreeSet<(u64, ContainerId)>,
     /// AM containers of unregistered attempts by the time they must have exited.
     am_grace: BTreeSet<(u64, ContainerId)>,
+    /// Recovered containers whose nodes have not registered since the restart.
+    awaiting: Awaiting,
+    /// Applications in a final state, by (finish time, id): the retention order.
+    completed: BTreeSet<(u64, ApplicationId)>,
 }
 
 impl Core {
+    /// A core with no history (epoch 0). A server starts with `recover` instead, even on an
+    /// empty store, so that the start is recorded.
     pub fn new(config: CoreConfig) -> Self {
         Core {
             config,
+            epoch: 0,
             last_app_seq: 0,
             next_order: 0,
             apps: BTreeMap::new(),
@@ -114,11 +135,17 @@ impl Core {
             queues: Queues::default(),
             unstarted: BTreeSet::new(),
             am_grace: BTreeSet::new(),
+            awaiting: Awaiting::default(),
+            completed: BTreeSet::new(),
         }
     }
 
     pub fn config(&self) -> &CoreConfig {
         &self.config
+    }
+
+    pub fn epoch(&self) -> u32 {
+        self.epoch
     }
 
     pub fn app(&self, id: ApplicationId) -> Option<&App> {
@@ -142,11 +169,32 @@ impl Core {
         self.nodes.get(idx)
     }
 
-    /// Hands out the next application id (state NEW: nothing is recorded until it is submitted).
+    /// Hands out the next application id (state NEW: no application is recorded until it is
+    /// submitted, but the sequence is, so that no id is handed out twice across a restart).
     /// Should 2^32 ids ever be handed out, the last one is repeated and its second submission is
     /// refused: a client asking for ids in a loop cannot bring the RM down.
-    pub fn new_application(&mut self) -> ApplicationId {
+    pub fn new_application(&mut self) -> (ApplicationId, Vec<Effect>) {
         self.last_app_seq = self.last_app_seq.saturating_add(1);
-        ApplicationId::new(self.config.cluster_timestamp, self.last_app_seq)
+        let id = ApplicationId::new(self.config.cluster_timestamp, self.last_app_seq);
+        let persist = Effect::Persist(Record::AppSequence(self.last_app_seq));
+        (id, vec![persist])
+    }
+
+    /// Records the application's current state.
+    pub(crate) fn save_app(&self, id: ApplicationId, fx: &mut Effects) {
+        if let Some(app) = self.apps.get(&id) {
+            fx.persist(Record::App(app.to_record()));
+        }
+    }
+
+    /// Records the attempt's current state.
+    pub(crate) fn save_attempt(&self, id: AttemptId, fx: &mut Effects) {
+        if let Some(a) = self
+            .apps
+            .get(&id.application)
+            .and_then(|app| app.attempt(id))
+        {
+            fx.persist(Record::Attempt(a.to_record()));
+        }
     }
 }

@@ -13,6 +13,7 @@ use super::app::AttemptState;
 use super::container::{Container, ContainerState};
 use super::effect::{Effect, Effects};
 use super::node::NodeIdx;
+use super::record::{ContainerRecord, Record};
 use super::requests::RequestKey;
 
 /// YARN gives the AM container priority 0.
@@ -74,7 +75,7 @@ impl Core {
             };
             self.queues.ams.remove(&order);
             let Some(container) =
-                self.allocate_container(now, attempt, node, resource, AM_PRIORITY, true)
+                self.allocate_container(now, attempt, node, resource, AM_PRIORITY, true, fx)
             else {
                 continue;
             };
@@ -114,7 +115,7 @@ impl Core {
             };
             let mut served: Vec<(RequestKey, u32)> = Vec::new();
             for (key, count) in requests.groups() {
-                let n = self.serve_group(now, attempt, key, count, max_free);
+                let n = self.serve_group(now, attempt, key, count, max_free, fx);
                 if n > 0 {
                     served.push((key.clone(), n));
                     fx.wake(attempt);
@@ -145,6 +146,7 @@ impl Core {
         key: &RequestKey,
         count: u32,
         max_free: u64,
+        fx: &mut Effects,
     ) -> u32 {
         let need = key.capability.memory_mb;
         let placement = self.config.placement;
@@ -170,7 +172,7 @@ impl Core {
                 });
             let Some(node) = node else { break };
             if self
-                .allocate_container(now, attempt, node, key.capability, key.priority, false)
+                .allocate_container(now, attempt, node, key.capability, key.priority, false, fx)
                 .is_none()
             {
                 break;
@@ -181,6 +183,7 @@ impl Core {
     }
 
     /// Records a new container of `attempt` on `node` and charges it to the node and the app.
+    #[allow(clippy::too_many_arguments)]
     fn allocate_container(
         &mut self,
         now: u64,
@@ -189,10 +192,12 @@ impl Core {
         resource: Resource,
         priority: i32,
         is_am: bool,
+        fx: &mut Effects,
     ) -> Option<ContainerId> {
+        let epoch = self.epoch;
         let app = self.apps.get_mut(&attempt.application)?;
         let a = app.attempt_mut(attempt)?;
-        let id = a.next_container_id();
+        let id = a.next_container_id(epoch);
         if is_am {
             a.am_container = Some(id);
             a.state = AttemptState::Allocated;
@@ -219,6 +224,17 @@ impl Core {
                 finished_ms: None,
             },
         );
+        fx.persist(Record::Container(ContainerRecord {
+            id,
+            node: self.nodes.get(node).id.clone(),
+            resource,
+            priority,
+            is_am,
+            allocated_ms: now,
+        }));
+        if is_am {
+            self.save_attempt(attempt, fx);
+        }
         Some(id)
     }
 }

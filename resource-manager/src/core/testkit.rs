@@ -5,8 +5,8 @@ use spindle_containers::{ApplicationId, AttemptId, ContainerId, LaunchContext, N
 
 use super::{
     AllocateCall, AllocateNews, AllocatedContainer, Ask, Core, CoreConfig, CoreError, Effect,
-    HeartbeatOutcome, NodeHeartbeat, NodeIdx, NodeInfo, RegisterCall, ReportedContainer,
-    ReportedState, Submission,
+    FinishCall, HeartbeatOutcome, NodeHeartbeat, NodeIdx, NodeInfo, RegisterCall,
+    ReportedContainer, ReportedState, Submission,
 };
 use crate::config::Placement;
 
@@ -21,12 +21,14 @@ pub fn config() -> CoreConfig {
         default_max_attempts: 2,
         max_attempts_limit: 10,
         am_exit_grace_ms: 10_000,
+        max_completed_applications: 10_000,
     }
 }
 
 pub struct Harness {
     pub core: Core,
     pub now: u64,
+    config: CoreConfig,
 }
 
 impl Harness {
@@ -38,9 +40,38 @@ impl Harness {
         let mut c = config();
         change(&mut c);
         Harness {
-            core: Core::new(c),
+            core: Core::new(c.clone()),
             now: 0,
+            config: c,
         }
+    }
+
+    /// The RM restarts from what it recorded (which the property tests check is `image`),
+    /// with its start time as the config's cluster timestamp, as a server does.
+    pub fn restart(&mut self) -> Vec<Effect> {
+        let now = self.step();
+        let config = CoreConfig {
+            cluster_timestamp: self.config.cluster_timestamp + now,
+            ..self.config.clone()
+        };
+        let (core, fx) = Core::recover(config, now, self.core.image().into_records());
+        self.core = core;
+        self.check();
+        fx
+    }
+
+    pub fn register_node(
+        &mut self,
+        id: &str,
+        memory_mb: u64,
+        containers: Vec<ReportedContainer>,
+    ) -> Vec<Effect> {
+        let now = self.step();
+        let fx = self
+            .core
+            .on_node_register(now, info(id, memory_mb), containers);
+        self.check();
+        fx
     }
 
     fn step(&mut self) -> u64 {
@@ -55,10 +86,11 @@ impl Harness {
     }
 
     pub fn node(&mut self, id: &str, memory_mb: u64) -> Vec<Effect> {
-        let now = self.step();
-        let fx = self.core.on_node_register(now, info(id, memory_mb), vec![]);
-        self.check();
-        fx
+        self.register_node(id, memory_mb, vec![])
+    }
+
+    pub fn new_application(&mut self) -> ApplicationId {
+        self.core.new_application().0
     }
 
     pub fn idx(&self, id: &str) -> NodeIdx {
@@ -70,7 +102,7 @@ impl Harness {
     }
 
     pub fn submit_app(&mut self, am_memory_mb: i64) -> (ApplicationId, Vec<Effect>) {
-        let id = self.core.new_application();
+        let id = self.new_application();
         let now = self.step();
         let (_, fx) = self
             .core
@@ -91,16 +123,40 @@ impl Harness {
         let am = self.am_container(app);
         let now = self.step();
         self.core.on_am_launched(now, am);
+        self.register_am(am.attempt).unwrap();
+        am.attempt
+    }
+
+    pub fn register_am(&mut self, attempt: AttemptId) -> Result<Vec<Effect>, CoreError> {
         let register = RegisterCall {
-            attempt: am.attempt,
+            attempt,
             host: "am-host".into(),
             rpc_port: 0,
             tracking_url: String::new(),
         };
         let now = self.step();
-        self.core.on_register_am(now, register).unwrap();
+        let fx = self.core.on_register_am(now, register);
         self.check();
-        am.attempt
+        fx
+    }
+
+    /// The AM unregisters with `final_status` (1 SUCCEEDED, 2 FAILED, 3 KILLED).
+    pub fn finish(
+        &mut self,
+        attempt: AttemptId,
+        final_status: i32,
+        diagnostics: &str,
+    ) -> Result<Vec<Effect>, CoreError> {
+        let call = FinishCall {
+            attempt,
+            final_status,
+            diagnostics: diagnostics.into(),
+            tracking_url: String::new(),
+        };
+        let now = self.step();
+        let fx = self.core.on_finish_am(now, call);
+        self.check();
+        fx
     }
 
     pub fn allocate(&mut self, attempt: AttemptId, asks: Vec<Ask>) -> AllocateNews {

@@ -80,6 +80,7 @@ impl Core {
         tracing::info!(node = %info.id, hostname = %info.hostname, capability = %info.capability,
             "node registered");
         let idx = self.nodes.register(info, now);
+        self.reattach(now, idx, &containers, &mut fx);
         let mut outcome = HeartbeatOutcome::default();
         self.apply_reports(now, idx, containers, &mut outcome, &mut fx);
         self.schedule(now, &mut fx);
@@ -115,6 +116,8 @@ impl Core {
         let mut outcome = HeartbeatOutcome::default();
         self.apply_reports(now, idx, hb.containers, &mut outcome, &mut fx);
         self.schedule(now, &mut fx);
+        // A finished application whose AM container just exited may now be forgotten.
+        self.enforce_retention(&mut fx);
         outcome.effects = fx.into_vec();
         Ok(outcome)
     }

@@ -1,27 +1,56 @@
 //! The one task that owns the `Core`. It takes commands in order, feeds them to the core with
-//! the time, and carries out the effects: AM launches and container stops on NMs, answers to
-//! Allocate long polls, reports to watchers. A ticker drives liveness (`on_tick`), and each open
-//! poll's deadline wakes the loop to answer it.
+//! the time, and carries out the effects: writes to the state store, AM launches and container
+//! stops on NMs, answers to Allocate long polls, reports to watchers. A ticker drives liveness
+//! (`on_tick`), and each open poll's deadline wakes the loop to answer it.
+//!
+//! Commands are taken in batches: everything queued when the task gets to it. The records a
+//! batch made are written to the store in one transaction, and only then does anything of the
+//! batch leave the task (answers, reads, RPCs to NMs): nothing is seen that a crash could undo.
+//! If the store cannot be written, the RM stops rather than go on with what it cannot keep.
 
 use std::time::Duration;
 
-use spindle_containers::AttemptId;
+use spindle_containers::{ApplicationId, AttemptId};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 use tracing::info_span;
 
 use super::clock::Clock;
-use super::handle::{Command, CoreHandle};
+use super::handle::{Command, CoreHandle, Reader, Reply};
 use super::nm_client::{AmLaunch, NmClients};
+use super::persist::Persister;
 use super::polls::{AllocateReply, Polls};
 use super::reports;
-use super::watchers::Watchers;
+use super::watchers::{ReportSender, Watchers};
 use crate::config::RmConfig;
-use crate::core::{Core, CoreConfig, CoreError, Effect};
+use crate::core::{AllocateCall, Core, CoreError, Effect, Record};
 
 /// Commands queued before senders wait: deep enough for bursts of heartbeats and polls.
 const COMMAND_QUEUE: usize = 4096;
+/// The most commands in one batch, so that a flood cannot hold answers back for long.
+const MAX_BATCH: usize = 512;
+
+/// What a batch does once its records are written.
+enum Then {
+    Effects(Vec<Effect>),
+    /// An answer already computed.
+    Send(Box<dyn FnOnce() + Send>),
+    /// Answer an Allocate now if its attempt has news, else hold it open.
+    Poll {
+        attempt: AttemptId,
+        wait: Duration,
+        reply: AllocateReply,
+    },
+    Watch(ApplicationId, ReportSender, Reply<()>),
+    Read(Reader),
+}
+
+#[derive(Default)]
+struct Batch {
+    records: Vec<Record>,
+    then: Vec<Then>,
+}
 
 struct CoreTask {
     core: Core,
@@ -30,6 +59,10 @@ struct CoreTask {
     polls: Polls,
     watchers: Watchers,
     nm: NmClients,
+    store: Persister,
+    batch: Batch,
+    /// Stops the whole RM when the store fails.
+    stop_rm: watch::Sender<bool>,
 }
 
 /// Liveness is checked four times per the shorter expiry, but never more often than every
@@ -39,22 +72,36 @@ fn tick_interval(config: &RmConfig) -> Duration {
     (shorter / 4).clamp(Duration::from_millis(100), Duration::from_secs(1))
 }
 
-/// Starts the core task; it runs until `shutdown` turns true.
+/// What the core task starts from.
+pub struct Start {
+    pub core: Core,
+    pub store: Persister,
+    /// Effects of the recovery still to carry out.
+    pub effects: Vec<Effect>,
+    pub clock: Clock,
+}
+
+/// Starts the core task; it runs until `shutdown` turns true (or the store fails, which turns
+/// it true for every task).
 pub fn spawn(
     config: &RmConfig,
-    clock: Clock,
-    shutdown: watch::Receiver<bool>,
+    start: Start,
+    shutdown: watch::Sender<bool>,
 ) -> (CoreHandle, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
-    let task = CoreTask {
-        core: Core::new(CoreConfig::new(config, clock.start_ms())),
-        clock,
+    let mut task = CoreTask {
+        core: start.core,
+        clock: start.clock,
         max_allocate_wait: config.max_allocate_wait(),
         polls: Polls::default(),
         watchers: Watchers::default(),
         nm: NmClients::new(tx.clone()),
+        store: start.store,
+        batch: Batch::default(),
+        stop_rm: shutdown.clone(),
     };
-    let join = tokio::spawn(task.run(rx, shutdown, tick_interval(config)));
+    task.effects(start.effects);
+    let join = tokio::spawn(task.run(rx, shutdown.subscribe(), tick_interval(config)));
     (CoreHandle::new(tx), join)
 }
 
@@ -67,7 +114,7 @@ impl CoreTask {
     ) {
         let mut ticker = tokio::time::interval(tick);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        loop {
+        while self.flush().await {
             let deadline = self.polls.next_deadline();
             tokio::select! {
                 biased;
@@ -78,35 +125,187 @@ impl CoreTask {
                 },
                 _ = ticker.tick() => {
                     let effects = self.core.on_tick(self.clock.now_ms());
-                    self.carry_out(effects);
+                    self.effects(effects);
                 }
                 _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)),
                     if deadline.is_some() => self.expire_polls(),
             }
+            // Whatever queued up meanwhile joins the batch: one store write for all of it.
+            for _ in 1..MAX_BATCH {
+                match commands.try_recv() {
+                    Ok(command) => self.handle(command),
+                    Err(_) => break,
+                }
+            }
         }
         tracing::info!(open_polls = self.polls.len(), "core task stopped");
+    }
+
+    /// Writes the batch's records, then lets its answers and actions out. Returns false if the
+    /// store failed: then the batch's callers get no answer (they see the RM stopping).
+    async fn flush(&mut self) -> bool {
+        let Batch { records, then } = std::mem::take(&mut self.batch);
+        if !records.is_empty() {
+            let count = records.len();
+            if let Err(e) = self.store.write(records).await {
+                tracing::error!(error = %e, records = count,
+                    "cannot write the state store; stopping the resource manager");
+                let _ = self.stop_rm.send(true);
+                return false;
+            }
+        }
+        for then in then {
+            self.then(then);
+        }
+        true
+    }
+
+    /// Splits an event's effects: records go to the store, the rest waits for the write.
+    fn effects(&mut self, effects: Vec<Effect>) {
+        let mut rest = Vec::new();
+        for effect in effects {
+            match effect {
+                Effect::Persist(record) => self.batch.records.push(record),
+                other => rest.push(other),
+            }
+        }
+        if !rest.is_empty() {
+            self.batch.then.push(Then::Effects(rest));
+        }
+    }
+
+    fn reply<T: Send + 'static>(&mut self, reply: Reply<T>, result: Result<T, CoreError>) {
+        self.batch.then.push(Then::Send(Box::new(move || {
+            let _ = reply.send(result);
+        })));
     }
 
     fn handle(&mut self, command: Command) {
         let now = self.clock.now_ms();
         match command {
             Command::NewApplication(reply) => {
-                let _ = reply.send(Ok(self.core.new_application()));
+                let (id, effects) = self.core.new_application();
+                self.effects(effects);
+                self.reply(reply, Ok(id));
             }
             Command::Submit(submission, reply) => {
                 let _span = info_span!("submit", app = %submission.id).entered();
                 let result = self.core.submit(now, submission);
-                let _ = reply.send(result.map(|(attempt, effects)| {
-                    self.carry_out(effects);
+                let result = result.map(|(attempt, effects)| {
+                    self.effects(effects);
                     attempt
-                }));
+                });
+                self.reply(reply, result);
             }
             Command::Kill(app, diagnostics, reply) => {
                 let _span = info_span!("kill", %app).entered();
                 let result = self.core.kill(now, app, &diagnostics);
-                let _ = reply.send(result.map(|effects| self.carry_out(effects)));
+                let result = result.map(|effects| self.effects(effects));
+                self.reply(reply, result);
             }
             Command::Watch(app, watcher, reply) => {
+                self.batch.then.push(Then::Watch(app, watcher, reply));
+            }
+            Command::RegisterNode(info, containers, reply) => {
+                let _span = info_span!("register_node", node = %info.id).entered();
+                let effects = self.core.on_node_register(now, info, containers);
+                self.effects(effects);
+                self.reply(reply, Ok(()));
+            }
+            Command::Heartbeat(heartbeat, reply) => {
+                let _span = info_span!("heartbeat", node = %heartbeat.node).entered();
+                let result = self.core.on_node_heartbeat(now, heartbeat);
+                let result = result.map(|mut outcome| {
+                    self.effects(std::mem::take(&mut outcome.effects));
+                    outcome
+                });
+                self.reply(reply, result);
+            }
+            Command::RegisterAm(call, reply) => {
+                let attempt = call.attempt;
+                let _span = info_span!("register_am", %attempt).entered();
+                let result = self.core.on_register_am(now, call).map(|effects| {
+                    self.effects(effects);
+                    self.core
+                        .app(attempt.application)
+                        .map(|a| a.queue.clone())
+                        .unwrap_or_default()
+                });
+                self.reply(reply, result);
+            }
+            Command::Allocate { call, wait, reply } => {
+                let attempt = call.attempt;
+                let _span = info_span!("allocate", %attempt).entered();
+                self.allocate(now, call, wait, reply);
+            }
+            Command::FinishAm(call, reply) => {
+                let _span = info_span!("finish_am", attempt = %call.attempt).entered();
+                let result = self.core.on_finish_am(now, call);
+                let result = result.map(|effects| self.effects(effects));
+                self.reply(reply, result);
+            }
+            Command::AmLaunched { container, result } => {
+                let _span = info_span!("am_launched", %container).entered();
+                let effects = match result {
+                    Ok(()) => self.core.on_am_launched(now, container),
+                    Err(message) => self.core.on_am_launch_failed(now, container, &message),
+                };
+                self.effects(effects);
+            }
+            Command::Read(read) => self.batch.then.push(Then::Read(read)),
+        }
+    }
+
+    fn allocate(&mut self, now: u64, call: AllocateCall, wait: Duration, reply: AllocateReply) {
+        let attempt = call.attempt;
+        let effects = match self.core.on_allocate(now, call) {
+            Ok(effects) => effects,
+            Err(e) => {
+                self.batch.then.push(Then::Send(Box::new(move || {
+                    let _ = reply.send(Err(e));
+                })));
+                return;
+            }
+        };
+        // The older poll is answered empty before the effects run, so that the news goes to
+        // the newer poll: the AM that sent it is the one still listening.
+        if let Some(older) = self.polls.take(attempt) {
+            self.answer_empty(older);
+        }
+        self.effects(effects);
+        self.batch.then.push(Then::Poll {
+            attempt,
+            wait,
+            reply,
+        });
+    }
+
+    fn answer_empty(&mut self, poll: AllocateReply) {
+        let empty = reports::empty_allocate_response(&self.core);
+        self.batch.then.push(Then::Send(Box::new(move || {
+            let _ = poll.send(Ok(empty));
+        })));
+    }
+
+    /// Carries out one action of a written batch.
+    fn then(&mut self, then: Then) {
+        match then {
+            Then::Effects(effects) => self.carry_out(effects),
+            Then::Send(send) => send(),
+            Then::Poll {
+                attempt,
+                wait,
+                reply,
+            } => {
+                let wait = wait.min(self.max_allocate_wait);
+                if wait.is_zero() || self.core.has_news(attempt) {
+                    self.answer(attempt, reply);
+                } else if let Some(older) = self.polls.hold(attempt, reply, Instant::now() + wait) {
+                    // Two polls of one attempt in one batch: the later one listens.
+                    let _ = older.send(Ok(reports::empty_allocate_response(&self.core)));
+                }
+            }
+            Then::Watch(app, watcher, reply) => {
                 let result = match self.core.app(app) {
                     Some(a) => {
                         let report = reports::app_report(&self.core, a);
@@ -117,80 +316,7 @@ impl CoreTask {
                 };
                 let _ = reply.send(result);
             }
-            Command::RegisterNode(info, containers, reply) => {
-                let _span = info_span!("register_node", node = %info.id).entered();
-                let effects = self.core.on_node_register(now, info, containers);
-                self.carry_out(effects);
-                let _ = reply.send(Ok(()));
-            }
-            Command::Heartbeat(heartbeat, reply) => {
-                let _span = info_span!("heartbeat", node = %heartbeat.node).entered();
-                let result = self.core.on_node_heartbeat(now, heartbeat);
-                let _ = reply.send(result.map(|mut outcome| {
-                    self.carry_out(std::mem::take(&mut outcome.effects));
-                    outcome
-                }));
-            }
-            Command::RegisterAm(call, reply) => {
-                let attempt = call.attempt;
-                let _span = info_span!("register_am", %attempt).entered();
-                let result = self.core.on_register_am(now, call).map(|effects| {
-                    self.carry_out(effects);
-                    self.core
-                        .app(attempt.application)
-                        .map(|a| a.queue.clone())
-                        .unwrap_or_default()
-                });
-                let _ = reply.send(result);
-            }
-            Command::Allocate { call, wait, reply } => {
-                let attempt = call.attempt;
-                let _span = info_span!("allocate", %attempt).entered();
-                self.allocate(now, attempt, call, wait, reply);
-            }
-            Command::FinishAm(call, reply) => {
-                let _span = info_span!("finish_am", attempt = %call.attempt).entered();
-                let result = self.core.on_finish_am(now, call);
-                let _ = reply.send(result.map(|effects| self.carry_out(effects)));
-            }
-            Command::AmLaunched { container, result } => {
-                let _span = info_span!("am_launched", %container).entered();
-                let effects = match result {
-                    Ok(()) => self.core.on_am_launched(now, container),
-                    Err(message) => self.core.on_am_launch_failed(now, container, &message),
-                };
-                self.carry_out(effects);
-            }
-            Command::Read(read) => read(&self.core, now),
-        }
-    }
-
-    fn allocate(
-        &mut self,
-        now: u64,
-        attempt: AttemptId,
-        call: crate::core::AllocateCall,
-        wait: Duration,
-        reply: AllocateReply,
-    ) {
-        let effects = match self.core.on_allocate(now, call) {
-            Ok(effects) => effects,
-            Err(e) => {
-                let _ = reply.send(Err(e));
-                return;
-            }
-        };
-        // The older poll is answered empty before the effects run, so that the news goes to
-        // the newer poll: the AM that sent it is the one still listening.
-        if let Some(older) = self.polls.take(attempt) {
-            let _ = older.send(Ok(reports::empty_allocate_response(&self.core)));
-        }
-        self.carry_out(effects);
-        let wait = wait.min(self.max_allocate_wait);
-        if wait.is_zero() || self.core.has_news(attempt) {
-            self.answer(attempt, reply);
-        } else {
-            self.polls.hold(attempt, reply, Instant::now() + wait);
+            Then::Read(read) => read(&self.core, self.clock.now_ms()),
         }
     }
 
@@ -208,6 +334,7 @@ impl CoreTask {
         let _ = reply.send(response);
     }
 
+    /// Polls whose deadline came are answered with what there is (nothing new to write).
     fn expire_polls(&mut self) {
         for (attempt, reply) in self.polls.expired(Instant::now()) {
             self.answer(attempt, reply);
@@ -217,6 +344,9 @@ impl CoreTask {
     fn carry_out(&mut self, effects: Vec<Effect>) {
         for effect in effects {
             match effect {
+                Effect::Persist(record) => {
+                    debug_assert!(false, "records are written before effects: {record:?}");
+                }
                 Effect::LaunchAm {
                     container,
                     node,

@@ -1,6 +1,7 @@
-//! The shell around the core: the gRPC services (ApplicationClient, ApplicationMaster,
-//! ResourceTracker, StagingStore) on one port, the optional web port, and the core task they all
-//! talk to. `serve` binds, spawns, and hands back what `ResourceManager` needs to stop them.
+//! The shell around the core: the state store, the gRPC services (ApplicationClient,
+//! ApplicationMaster, ResourceTracker, StagingStore) on one port, the optional web port, and the
+//! core task they all talk to. `serve` recovers the state, binds, spawns, and hands back what
+//! `ResourceManager` needs to stop them.
 
 mod am_service;
 mod client_service;
@@ -9,6 +10,7 @@ mod convert;
 mod core_task;
 mod handle;
 mod nm_client;
+mod persist;
 mod polls;
 mod reports;
 mod staging;
@@ -25,13 +27,14 @@ use spindle_protocol::application_master_server::ApplicationMasterServer;
 use spindle_protocol::resource_tracker_server::ResourceTrackerServer;
 use spindle_protocol::staging_store_server::StagingStoreServer;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::{RmConfig, RmError};
 
+pub use persist::STORE_FILE;
 pub use staging::CHUNK_BYTES as STAGING_CHUNK_BYTES;
 
 /// The running servers and the switch that stops them.
@@ -41,6 +44,8 @@ pub(crate) struct Serving {
     pub cluster_timestamp: u64,
     pub shutdown: watch::Sender<bool>,
     pub tasks: Vec<JoinHandle<()>>,
+    /// Resolves once the state store is closed (after the core task ended).
+    pub store_closed: oneshot::Receiver<()>,
 }
 
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<(TcpListener, SocketAddr), RmError> {
@@ -57,16 +62,23 @@ pub(crate) async fn serve(config: RmConfig) -> Result<Serving, RmError> {
             path: staging_dir,
             error,
         })?;
+    let clock = clock::Clock::start();
+    let recovered = persist::open(&config, &clock).await?;
+    let cluster_timestamp = recovered.core.config().cluster_timestamp;
     let (rpc_listener, rpc_addr) = bind("gRPC", config.bind).await?;
     let web_listener = match config.web_bind {
         Some(addr) => Some(bind("web", addr).await?),
         None => None,
     };
 
-    let clock = clock::Clock::start();
-    let cluster_timestamp = clock.start_ms();
     let (shutdown, stop) = watch::channel(false);
-    let (core, core_join) = core_task::spawn(&config, clock, stop.clone());
+    let start = core_task::Start {
+        core: recovered.core,
+        store: recovered.persister,
+        effects: recovered.effects,
+        clock,
+    };
+    let (core, core_join) = core_task::spawn(&config, start, shutdown.clone());
     let (min, max) = (config.minimum_allocation, config.maximum_allocation);
 
     let client = client_service::ClientService::new(core.clone(), min, max);
@@ -101,7 +113,7 @@ pub(crate) async fn serve(config: RmConfig) -> Result<Serving, RmError> {
     let mut web_addr = None;
     if let Some((listener, addr)) = web_listener {
         web_addr = Some(addr);
-        let router = web::router(core, cluster_timestamp);
+        let router = web::router(core, cluster_timestamp, clock.start_ms());
         let mut web_stop = stop;
         tasks.push(tokio::spawn(async move {
             let served = axum::serve(listener, router)
@@ -121,6 +133,7 @@ pub(crate) async fn serve(config: RmConfig) -> Result<Serving, RmError> {
         cluster_timestamp,
         shutdown,
         tasks,
+        store_closed: recovered.closed,
     })
 }
 

@@ -176,6 +176,7 @@ pub fn allocate_response(core: &Core, news: AllocateNews) -> proto::AllocateResp
         available: Some(news.available.to_proto()),
         command: match news.command {
             Some(AmCommand::Shutdown) => proto::AmCommand::Shutdown as i32,
+            Some(AmCommand::Resync) => proto::AmCommand::Resync as i32,
             None => proto::AmCommand::None as i32,
         },
     }

@@ -18,15 +18,22 @@ const VERSION: &str = env!("CARGO_PKG_VERSION");
 #[derive(Clone)]
 struct WebState {
     core: CoreHandle,
+    /// The timestamp ids carry: the first start's, kept across restarts.
+    cluster_id: u64,
+    /// This start's.
     started_on: u64,
 }
 
-pub fn router(core: CoreHandle, started_on: u64) -> Router {
+pub fn router(core: CoreHandle, cluster_id: u64, started_on: u64) -> Router {
     Router::new()
         .route("/ws/v1/cluster", get(cluster_info))
         .route("/ws/v1/cluster/info", get(cluster_info))
         .route("/ws/v1/cluster/apps", get(apps))
-        .with_state(WebState { core, started_on })
+        .with_state(WebState {
+            core,
+            cluster_id,
+            started_on,
+        })
 }
 
 #[derive(Serialize)]
@@ -42,7 +49,7 @@ struct ClusterInfo {
 
 async fn cluster_info(State(web): State<WebState>) -> Json<serde_json::Value> {
     let info = ClusterInfo {
-        id: web.started_on,
+        id: web.cluster_id,
         started_on: web.started_on,
         state: "STARTED",
         ha_state: "ACTIVE",

@@ -35,7 +35,8 @@ pub struct Rm {
     pub am: ApplicationMasterClient<Channel>,
     pub tracker: ResourceTrackerClient<Channel>,
     pub staging: StagingStoreClient<Channel>,
-    _state: tempfile::TempDir,
+    config: RmConfig,
+    state: tempfile::TempDir,
 }
 
 pub fn test_config(state: &std::path::Path) -> RmConfig {
@@ -57,7 +58,13 @@ impl Rm {
         let state = tempfile::tempdir().unwrap();
         let mut config = test_config(state.path());
         change(&mut config);
-        let rm = ResourceManager::start(config).await.expect("the RM starts");
+        Self::start_on(config, state).await
+    }
+
+    async fn start_on(config: RmConfig, state: tempfile::TempDir) -> Rm {
+        let rm = ResourceManager::start(config.clone())
+            .await
+            .expect("the RM starts");
         let addr = rm.rpc_addr();
         let channel = Channel::from_shared(format!("http://{addr}"))
             .unwrap()
@@ -70,8 +77,33 @@ impl Rm {
             am: ApplicationMasterClient::new(channel.clone()),
             tracker: ResourceTrackerClient::new(channel.clone()),
             staging: StagingStoreClient::new(channel),
-            _state: state,
+            config,
+            state,
         }
+    }
+
+    /// Cuts the RM off as a crash would (no graceful end), then starts a new one on the same
+    /// state directory and the same ports, as an operator restarting it would.
+    pub async fn crash_and_restart(self) -> Rm {
+        self.restart(false).await
+    }
+
+    /// Shuts the RM down, then starts a new one on the same state directory and ports.
+    pub async fn shutdown_and_restart(self) -> Rm {
+        self.restart(true).await
+    }
+
+    async fn restart(mut self, graceful: bool) -> Rm {
+        let rm = self.rm.take().expect("running");
+        let mut config = self.config.clone();
+        config.bind = rm.rpc_addr();
+        config.web_bind = rm.web_addr();
+        if graceful {
+            within("the RM to shut down", rm.shutdown()).await;
+        } else {
+            within("the RM to abort", rm.abort()).await;
+        }
+        Self::start_on(config, self.state).await
     }
 
     pub fn web_addr(&self) -> std::net::SocketAddr {
@@ -268,6 +300,7 @@ impl ContainerManager for Recorder {
 pub struct FakeNm {
     pub node_id: String,
     pub events: mpsc::UnboundedReceiver<NmEvent>,
+    memory_mb: i64,
     tracker: ResourceTrackerClient<Channel>,
     server: JoinHandle<()>,
 }
@@ -283,28 +316,44 @@ impl FakeNm {
                 .serve_with_incoming(TcpListenerStream::new(listener))
                 .await;
         });
-        let mut tracker = rm.tracker.clone();
-        let response = tracker
+        let mut nm = FakeNm {
+            node_id,
+            events,
+            memory_mb,
+            tracker: rm.tracker.clone(),
+            server,
+        };
+        nm.register_again(vec![]).await;
+        nm
+    }
+
+    /// Registers (again), reporting `containers` as a restarted RM's NM does.
+    pub async fn register_again(
+        &mut self,
+        containers: Vec<proto::ContainerStatus>,
+    ) -> proto::RegisterNodeResponse {
+        let response = self
+            .tracker
             .register_node_manager(proto::RegisterNodeRequest {
-                node_id: node_id.clone(),
+                node_id: self.node_id.clone(),
                 hostname: "fake-nm".into(),
                 http_address: "127.0.0.1:1".into(),
                 capability: Some(proto::Resource {
-                    memory_mb,
+                    memory_mb: self.memory_mb,
                     vcores: 8,
                 }),
-                containers: vec![],
+                containers,
             })
             .await
             .expect("the node registers")
             .into_inner();
         assert!(response.heartbeat_interval_ms > 0);
-        FakeNm {
-            node_id,
-            events,
-            tracker,
-            server,
-        }
+        response
+    }
+
+    /// Talks to `rm` from now on (a restarted RM: the old connection went with the old one).
+    pub fn reconnect(&mut self, rm: &Rm) {
+        self.tracker = rm.tracker.clone();
     }
 
     pub async fn heartbeat(

@@ -6,5 +6,6 @@ mod common;
 mod bad_input;
 mod capacity;
 mod flow;
+mod restart;
 mod staging;
 mod web;

@@ -1,0 +1,213 @@
+//! `spindle resource-manager` and `spindle node-manager`: build the daemon's config from
+//! `spindle.yaml` plus flags, start it, print where it listens (stdout, `key: value` lines that
+//! scripts and tests read), and run until SIGINT or SIGTERM, then shut down cleanly.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use spindle_node_manager::{NmConfig, NodeManager};
+use spindle_resource_manager::{ResourceManager, RmConfig};
+use tokio::signal::unix::{SignalKind, signal};
+
+use super::args;
+use crate::config::SpindleConfig;
+
+#[derive(Debug, clap::Args)]
+pub struct RmArgs {
+    /// The gRPC address for clients, AMs and NMs (default: resource-manager.bind, 0.0.0.0:8032).
+    #[arg(long, value_name = "HOST:PORT", value_parser = args::bind_addr)]
+    pub bind: Option<SocketAddr>,
+    /// The HTTP address of the web UI and REST API (default: resource-manager.web-bind).
+    #[arg(long, value_name = "HOST:PORT", value_parser = args::bind_addr)]
+    pub web_bind: Option<SocketAddr>,
+    /// Where the RM keeps its state and staged files (default: resource-manager.state-dir).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// A node silent this long is LOST, e.g. 2s or 10m.
+    #[arg(long, value_name = "DURATION", value_parser = args::duration)]
+    pub nm_liveness_expiry: Option<Duration>,
+    /// An AM silent this long has failed its attempt, e.g. 2s or 10m.
+    #[arg(long, value_name = "DURATION", value_parser = args::duration)]
+    pub am_liveness_expiry: Option<Duration>,
+}
+
+impl RmArgs {
+    pub fn apply(&self, mut config: RmConfig) -> RmConfig {
+        if let Some(bind) = self.bind {
+            config.bind = bind;
+        }
+        if let Some(web_bind) = self.web_bind {
+            config.web_bind = Some(web_bind);
+        }
+        if let Some(dir) = &self.state_dir {
+            config.state_dir = dir.clone();
+        }
+        if let Some(expiry) = self.nm_liveness_expiry {
+            config.nm_liveness_expiry = expiry;
+        }
+        if let Some(expiry) = self.am_liveness_expiry {
+            config.am_liveness_expiry = expiry;
+        }
+        config
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct NmArgs {
+    /// The resource manager's gRPC address (default: node-manager.rm, 127.0.0.1:8032).
+    #[arg(long, value_name = "HOST:PORT", value_parser = args::host_port)]
+    pub rm: Option<String>,
+    /// Where the container manager listens (default: node-manager.bind, 0.0.0.0:8041).
+    #[arg(long, value_name = "HOST:PORT", value_parser = args::bind_addr)]
+    pub bind: Option<SocketAddr>,
+    /// Containers' working dirs, logs and the file cache (default: node-manager.work-dir).
+    #[arg(long, value_name = "DIR")]
+    pub work_dir: Option<PathBuf>,
+    /// The HTTP address for logs and node info (default: an ephemeral port on the bind host).
+    #[arg(long, value_name = "HOST:PORT", value_parser = args::bind_addr)]
+    pub web_bind: Option<SocketAddr>,
+    /// Memory offered to the cluster: 4096, 4g (default: the host's memory).
+    #[arg(long, value_name = "MB", value_parser = args::memory_mb, allow_hyphen_values = true)]
+    pub memory_mb: Option<u64>,
+    /// Virtual cores offered to the cluster (default: the host's logical cores).
+    #[arg(long, value_name = "N", value_parser = args::vcores, allow_hyphen_values = true)]
+    pub vcores: Option<u32>,
+    /// The node's display name (default: the host name); never resolved.
+    #[arg(long, value_name = "NAME")]
+    pub hostname: Option<String>,
+    /// The address others reach this node at, and its node id, when --bind is a wildcard.
+    #[arg(long, value_name = "HOST:PORT", value_parser = args::host_port)]
+    pub advertise: Option<String>,
+}
+
+impl NmArgs {
+    pub fn apply(&self, mut config: NmConfig) -> NmConfig {
+        if let Some(rm) = &self.rm {
+            config.rm = rm.clone();
+        }
+        if let Some(bind) = self.bind {
+            config.bind = bind;
+        }
+        if let Some(dir) = &self.work_dir {
+            config.work_dir = dir.clone();
+        }
+        if let Some(web_bind) = self.web_bind {
+            config.web_bind = Some(web_bind);
+        }
+        if let Some(memory_mb) = self.memory_mb {
+            config.memory_mb = Some(memory_mb);
+        }
+        if let Some(vcores) = self.vcores {
+            config.vcores = Some(vcores);
+        }
+        if let Some(hostname) = &self.hostname {
+            config.hostname = Some(hostname.clone());
+        }
+        if let Some(advertise) = &self.advertise {
+            config.advertise = Some(advertise.clone());
+        }
+        config
+    }
+}
+
+pub async fn run_resource_manager(args: RmArgs, config: SpindleConfig) -> anyhow::Result<ExitCode> {
+    let config = args.apply(config.resource_manager);
+    let rm = ResourceManager::start(config)
+        .await
+        .context("starting the resource manager")?;
+    let web = rm
+        .web_addr()
+        .map_or_else(|| "none".to_string(), |a| a.to_string());
+    announce(&[
+        ("rpc-address", rm.rpc_addr().to_string()),
+        ("web-address", web),
+        ("cluster-timestamp", rm.cluster_timestamp().to_string()),
+    ]);
+    let signal = until_stopped().await?;
+    tracing::info!(%signal, "stopping the resource manager");
+    rm.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn run_node_manager(args: NmArgs, config: SpindleConfig) -> anyhow::Result<ExitCode> {
+    let config = args.apply(config.node_manager);
+    let nm = NodeManager::start(config)
+        .await
+        .context("starting the node manager")?;
+    announce(&[
+        ("node-id", nm.node_id().to_string()),
+        ("rpc-address", nm.rpc_addr().to_string()),
+        ("web-address", nm.web_addr().to_string()),
+    ]);
+    let signal = until_stopped().await?;
+    tracing::info!(%signal, node = %nm.node_id(), "stopping the node manager");
+    nm.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Where the daemon listens, on stdout, flushed at once so a supervising script can read the
+/// (possibly ephemeral) ports.
+fn announce(lines: &[(&str, String)]) {
+    let mut stdout = std::io::stdout().lock();
+    for (key, value) in lines {
+        let _ = writeln!(stdout, "{key}: {value}");
+    }
+    let _ = stdout.flush();
+}
+
+/// Waits for SIGINT or SIGTERM and names the one that came.
+async fn until_stopped() -> anyhow::Result<&'static str> {
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing a SIGINT handler")?;
+    let mut terminate = signal(SignalKind::terminate()).context("installing a SIGTERM handler")?;
+    Ok(tokio::select! {
+        _ = interrupt.recv() => "SIGINT",
+        _ = terminate.recv() => "SIGTERM",
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_the_config_file() {
+        let rm = RmArgs {
+            bind: Some("127.0.0.1:0".parse().unwrap()),
+            web_bind: None,
+            state_dir: Some("/s".into()),
+            nm_liveness_expiry: Some(Duration::from_secs(2)),
+            am_liveness_expiry: None,
+        };
+        let base = RmConfig {
+            am_liveness_expiry: Duration::from_secs(7),
+            ..RmConfig::default()
+        };
+        let config = rm.apply(base.clone());
+        assert_eq!(config.bind.port(), 0);
+        assert_eq!(config.web_bind, base.web_bind);
+        assert_eq!(config.state_dir, PathBuf::from("/s"));
+        assert_eq!(config.nm_liveness_expiry, Duration::from_secs(2));
+        assert_eq!(config.am_liveness_expiry, Duration::from_secs(7));
+
+        let nm = NmArgs {
+            rm: Some("rm:1".into()),
+            bind: None,
+            work_dir: Some("/w".into()),
+            web_bind: None,
+            memory_mb: Some(2048),
+            vcores: Some(2),
+            hostname: None,
+            advertise: Some("node:9".into()),
+        };
+        let config = nm.apply(NmConfig::default());
+        assert_eq!(config.rm, "rm:1");
+        assert_eq!(config.bind, NmConfig::default().bind);
+        assert_eq!(config.work_dir, PathBuf::from("/w"));
+        assert_eq!(config.memory_mb, Some(2048));
+        assert_eq!(config.advertise.as_deref(), Some("node:9"));
+    }
+}

@@ -1,0 +1,213 @@
+//! `LocalCluster`: a whole cluster inside this process — an embedded resource manager and N node
+//! managers on 127.0.0.1 ephemeral ports, each NM with its own temporary work dir — launching
+//! real container processes. It backs `local-cluster[N,C,M]` masters and integration tests.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use spindle_containers::{NodeId, Resource};
+use spindle_node_manager::{NmConfig, NmError, NodeManager};
+use spindle_protocol::NodeState;
+use spindle_resource_manager::{ResourceManager, RmConfig, RmError};
+
+use crate::error::ClientError;
+use crate::rm_client::RmClient;
+
+/// `local-cluster` sets the minimum allocation this low so that small nodes hold an AM and a
+/// few executors (Spark's `local-cluster[2,2,2048]` holds an AM and 4 executors of 512 MB).
+pub const LOCAL_MINIMUM_ALLOCATION_MB: u64 = 128;
+/// A hang guard only: registration normally takes milliseconds.
+const REGISTRATION_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum LocalClusterError {
+    #[error(
+        "a local cluster needs at least 1 node of at least 1 vcore and 1 MB; \
+         got nodes={nodes}, vcores={vcores}, memory_mb={memory_mb}"
+    )]
+    BadShape {
+        nodes: usize,
+        vcores: u32,
+        memory_mb: u64,
+    },
+    #[error("cannot create the local cluster's temporary directory: {0}")]
+    TempDir(#[source] std::io::Error),
+    #[error("cannot start the local resource manager: {0}")]
+    ResourceManager(#[source] RmError),
+    #[error("cannot start local node manager {index}: {source}")]
+    NodeManager {
+        index: usize,
+        #[source]
+        source: NmError,
+    },
+    #[error("the local resource manager does not answer: {0}")]
+    Client(#[from] ClientError),
+    #[error("only {running} of {expected} local node managers registered within {timeout:?}")]
+    NotRegistered {
+        running: usize,
+        expected: usize,
+        timeout: Duration,
+    },
+}
+
+pub struct LocalCluster {
+    rm: Option<ResourceManager>,
+    nms: Vec<NodeManager>,
+    /// Holds the RM's state dir and every NM's work dir; removed on drop.
+    dir: tempfile::TempDir,
+}
+
+impl LocalCluster {
+    /// Starts an RM and `nodes` NMs of `vcores` and `memory_mb` each, and returns once every NM
+    /// has registered with the RM.
+    pub async fn start(
+        nodes: usize,
+        vcores: u32,
+        memory_mb: u64,
+    ) -> Result<LocalCluster, LocalClusterError> {
+        if nodes == 0 || vcores == 0 || memory_mb == 0 {
+            return Err(LocalClusterError::BadShape {
+                nodes,
+                vcores,
+                memory_mb,
+            });
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("spindle-local-cluster-")
+            .tempdir()
+            .map_err(LocalClusterError::TempDir)?;
+        let loopback = |port| SocketAddr::from(([127, 0, 0, 1], port));
+
+        let defaults = RmConfig::default();
+        let rm_config = RmConfig {
+            bind: loopback(0),
+            web_bind: Some(loopback(0)),
+            state_dir: dir.path().join("rm"),
+            minimum_allocation: Resource::new(LOCAL_MINIMUM_ALLOCATION_MB, 1),
+            // Nothing larger than a node could ever run here: refuse it instead of waiting.
+            maximum_allocation: Resource::new(
+                defaults.maximum_allocation.memory_mb.min(memory_mb),
+                defaults.maximum_allocation.vcores,
+            ),
+            ..defaults
+        };
+        let rm = ResourceManager::start(rm_config)
+            .await
+            .map_err(LocalClusterError::ResourceManager)?;
+        let mut cluster = LocalCluster {
+            rm: Some(rm),
+            nms: Vec::with_capacity(nodes),
+            dir,
+        };
+        let rm_addr = cluster.rm_addr();
+        for index in 0..nodes {
+            let nm_config = NmConfig {
+                rm: rm_addr.to_string(),
+                bind: loopback(0),
+                web_bind: Some(loopback(0)),
+                work_dir: cluster.dir.path().join(format!("nm-{index}")),
+                memory_mb: Some(memory_mb),
+                vcores: Some(vcores),
+                ..NmConfig::default()
+            };
+            match NodeManager::start(nm_config).await {
+                Ok(nm) => cluster.nms.push(nm),
+                Err(source) => {
+                    cluster.stop().await;
+                    return Err(LocalClusterError::NodeManager { index, source });
+                }
+            }
+        }
+        if let Err(e) = cluster.wait_for_nodes().await {
+            cluster.stop().await;
+            return Err(e);
+        }
+        tracing::info!(rm = %rm_addr, nodes, vcores, memory_mb, "local cluster running");
+        Ok(cluster)
+    }
+
+    /// Asks the RM which nodes are RUNNING until all of ours are. The RM offers no push for node
+    /// changes, so this is the one place that asks again, with a short back-off.
+    async fn wait_for_nodes(&self) -> Result<(), LocalClusterError> {
+        let mut rm = RmClient::connect(&self.rm_addr().to_string()).await?;
+        let ours: Vec<String> = self.nms.iter().map(|nm| nm.node_id().to_string()).collect();
+        let deadline = tokio::time::Instant::now() + REGISTRATION_TIMEOUT;
+        let mut backoff = Duration::from_millis(5);
+        loop {
+            let nodes = rm.list_nodes().await?;
+            let running = ours
+                .iter()
+                .filter(|id| {
+                    nodes
+                        .iter()
+                        .any(|n| n.node_id == **id && n.state() == NodeState::Running)
+                })
+                .count();
+            if running == ours.len() {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(LocalClusterError::NotRegistered {
+                    running,
+                    expected: ours.len(),
+                    timeout: REGISTRATION_TIMEOUT,
+                });
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_millis(200));
+        }
+    }
+
+    /// The RM's gRPC address, for `RmClient::connect` or `spindle --rm`.
+    pub fn rm_addr(&self) -> SocketAddr {
+        self.rm.as_ref().map_or(
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            ResourceManager::rpc_addr,
+        )
+    }
+
+    /// The RM's web address (REST API, UI).
+    pub fn web_addr(&self) -> Option<SocketAddr> {
+        self.rm.as_ref().and_then(ResourceManager::web_addr)
+    }
+
+    pub fn node_ids(&self) -> Vec<NodeId> {
+        self.nms.iter().map(|nm| nm.node_id().clone()).collect()
+    }
+
+    /// Each NM's work dir (containers' dirs under `appcache/`, logs under `logs/`).
+    pub fn work_dirs(&self) -> Vec<PathBuf> {
+        (0..self.nms.len())
+            .map(|index| self.dir.path().join(format!("nm-{index}")))
+            .collect()
+    }
+
+    /// A client connected to the RM.
+    pub async fn client(&self) -> Result<RmClient, ClientError> {
+        RmClient::connect(&self.rm_addr().to_string()).await
+    }
+
+    /// Stops every NM (and so every container) and then the RM; the temp dirs go with `self`.
+    pub async fn shutdown(mut self) {
+        self.stop().await;
+    }
+
+    async fn stop(&mut self) {
+        // NMs first: they stop their containers, and the RM is still there to hear about it.
+        futures::future::join_all(self.nms.drain(..).map(NodeManager::shutdown)).await;
+        if let Some(rm) = self.rm.take() {
+            rm.shutdown().await;
+        }
+    }
+}
+
+impl std::fmt::Debug for LocalCluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalCluster")
+            .field("rm", &self.rm_addr())
+            .field("nodes", &self.node_ids())
+            .field("dir", &self.dir.path())
+            .finish()
+    }
+}

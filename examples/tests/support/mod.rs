@@ -1,0 +1,490 @@
+//! What the end-to-end tests share: the `spindle` binary (built if missing or older than this
+//! test), a cluster of separate `spindle resource-manager` / `spindle node-manager` processes on
+//! loopback with their own temp dirs, stopped by a guard on drop so a failing test leaves
+//! nothing behind, and a look into /proc for the processes an application left.
+
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// Hang guards only: each is far above what the step takes on a loaded machine.
+pub const DAEMON_START: Duration = Duration::from_secs(60);
+pub const COMMAND: Duration = Duration::from_secs(180);
+
+/// A directory under the system temp dir, removed with everything in it on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(label: &str) -> TempDir {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path =
+            std::env::temp_dir().join(format!("spindle-e2e-{label}-{}-{n}", std::process::id()));
+        let _ = fs::remove_dir_all(&path);
+        fs::create_dir_all(&path).expect("create temp dir");
+        TempDir(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `target/<profile>/spindle`, next to this test's own `target/<profile>/deps/` dir; built with
+/// cargo when it is missing or older than this test (then the client changed since).
+pub fn spindle_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let test_exe = std::env::current_exe().expect("current exe");
+        let profile_dir = test_exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("test exe in target/<profile>/deps");
+        let bin = profile_dir.join("spindle");
+        let modified = |p: &Path| fs::metadata(p).and_then(|m| m.modified()).ok();
+        let stale = match (modified(&bin), modified(&test_exe)) {
+            (Some(bin_time), Some(test_time)) => bin_time < test_time,
+            _ => true,
+        };
+        if stale {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| env!("CARGO").to_string());
+            let target_dir = profile_dir.parent().expect("target dir");
+            let mut build = Command::new(cargo);
+            build
+                .args(["build", "-p", "spindle-client", "--bin", "spindle"])
+                .arg("--target-dir")
+                .arg(target_dir);
+            if profile_dir.file_name().is_some_and(|n| n == "release") {
+                build.arg("--release");
+            }
+            let status = build.status().expect("run cargo build");
+            assert!(status.success(), "building the spindle binary failed");
+        }
+        assert!(bin.exists(), "no spindle binary at {}", bin.display());
+        bin
+    })
+}
+
+pub fn distributed_shell() -> &'static str {
+    env!("CARGO_BIN_EXE_distributed-shell")
+}
+
+/// A `spindle` command with a clean environment: no SPINDLE_* from the caller's shell.
+pub fn spindle() -> Command {
+    spindle_in(None)
+}
+
+/// `spindle`, run inside the network namespace `netns` when one is given (`ip netns exec`
+/// execs it, so the child's pid is the daemon's own).
+pub fn spindle_in(netns: Option<&str>) -> Command {
+    let mut command = match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns]).arg(spindle_bin());
+            c
+        }
+        None => Command::new(spindle_bin()),
+    };
+    for var in ["SPINDLE_RM", "SPINDLE_MASTER", "SPINDLE_CONFIG"] {
+        command.env_remove(var);
+    }
+    command.stdin(Stdio::null());
+    command
+}
+
+/// What a finished `spindle` command did.
+#[derive(Debug)]
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    pub elapsed: Duration,
+}
+
+impl Run {
+    pub fn ok(&self) -> bool {
+        self.code == Some(0)
+    }
+}
+
+impl std::fmt::Display for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {:?} after {:?}\n--- stdout\n{}--- stderr\n{}",
+            self.code, self.elapsed, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Runs `spindle ARGS` to its end (output to files, so a large log never blocks it).
+pub fn run(args: &[&str]) -> Run {
+    run_in(None, args)
+}
+
+/// Runs `spindle ARGS` to its end inside `netns` (or here, given none).
+pub fn run_in(netns: Option<&str>, args: &[&str]) -> Run {
+    let dir = TempDir::new("run");
+    let out_path = dir.path().join("stdout");
+    let err_path = dir.path().join("stderr");
+    let start = Instant::now();
+    let mut child = spindle_in(netns)
+        .args(args)
+        .stdout(fs::File::create(&out_path).expect("stdout file"))
+        .stderr(fs::File::create(&err_path).expect("stderr file"))
+        .spawn()
+        .expect("spawn spindle");
+    let status = wait_with_guard(&mut child, COMMAND, &format!("spindle {args:?}"));
+    Run {
+        code: status.code(),
+        stdout: fs::read_to_string(&out_path).unwrap_or_default(),
+        stderr: fs::read_to_string(&err_path).unwrap_or_default(),
+        elapsed: start.elapsed(),
+    }
+}
+
+fn wait_with_guard(child: &mut Child, guard: Duration, what: &str) -> ExitStatus {
+    let deadline = Instant::now() + guard;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} still running after {guard:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A daemon process, stopped on drop: SIGTERM (it stops its containers), then SIGKILL if it
+/// does not end.
+pub struct Daemon {
+    name: String,
+    child: Child,
+    stderr_path: PathBuf,
+    /// Once waited for, its pid may belong to someone else: never signal it again.
+    stopped: bool,
+    /// The `key: value` lines it printed on start.
+    pub announced: Vec<(String, String)>,
+}
+
+impl Daemon {
+    /// Starts `spindle ARGS` and reads its announcement until `last_key` appears.
+    pub fn start(name: &str, args: &[&str], log_dir: &Path, last_key: &str) -> Daemon {
+        Daemon::start_in(None, name, args, log_dir, last_key)
+    }
+
+    /// `start`, inside the network namespace `netns` when one is given.
+    pub fn start_in(
+        netns: Option<&str>,
+        name: &str,
+        args: &[&str],
+        log_dir: &Path,
+        last_key: &str,
+    ) -> Daemon {
+        let stderr_path = log_dir.join(format!("{name}.log"));
+        let mut child = spindle_in(netns)
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(fs::File::create(&stderr_path).expect("daemon log"))
+            .spawn()
+            .expect("spawn daemon");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut daemon = Daemon {
+            name: name.to_string(),
+            child,
+            stderr_path,
+            stopped: false,
+            announced: Vec::new(),
+        };
+        let deadline = Instant::now() + DAEMON_START;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some((key, value)) = line.split_once(": ") {
+                        daemon.announced.push((key.to_string(), value.to_string()));
+                        if key == last_key {
+                            return daemon;
+                        }
+                    }
+                }
+                Err(_) => panic!(
+                    "{name} did not announce {last_key:?}; its log:\n{}",
+                    fs::read_to_string(&daemon.stderr_path).unwrap_or_default()
+                ),
+            }
+        }
+    }
+
+    pub fn get(&self, key: &str) -> String {
+        self.announced
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("{} announced no {key}", self.name))
+    }
+
+    fn terminate(&self) {
+        if self.stopped {
+            return;
+        }
+        let _ = Command::new("sh")
+            .arg("-c")
+            .arg(format!("kill -TERM {}", self.child.id()))
+            .status();
+    }
+
+    fn wait_or_kill(&mut self) {
+        if self.stopped {
+            return;
+        }
+        self.stopped = true;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.terminate();
+        self.wait_or_kill();
+        if std::thread::panicking() {
+            eprintln!(
+                "--- log of {}:\n{}",
+                self.name,
+                fs::read_to_string(&self.stderr_path).unwrap_or_default()
+            );
+        }
+    }
+}
+
+/// An RM and its NMs as separate processes, each with its own dirs under one temp dir.
+pub struct Cluster {
+    pub nms: Vec<Daemon>,
+    pub rm: Daemon,
+    pub rm_addr: String,
+    pub node_ids: Vec<String>,
+    pub work_dirs: Vec<PathBuf>,
+    pub dir: TempDir,
+}
+
+impl Cluster {
+    /// An RM (minimum allocation 128 MB) and `nodes` NMs of `memory_mb` and 4 vcores each,
+    /// returned once `spindle nodes` shows them all RUNNING.
+    pub fn start(nodes: usize, memory_mb: u64) -> Cluster {
+        let dir = TempDir::new("cluster");
+        let config = dir.path().join("spindle.yaml");
+        fs::write(
+            &config,
+            "resource-manager:\n  minimum-allocation: {memory_mb: 128, vcores: 1}\n",
+        )
+        .expect("write config");
+        let state_dir = dir.path().join("rm");
+        let rm = Daemon::start(
+            "resource-manager",
+            &[
+                "--config",
+                config.to_str().unwrap(),
+                "resource-manager",
+                "--bind",
+                "127.0.0.1:0",
+                "--web-bind",
+                "127.0.0.1:0",
+                "--state-dir",
+                state_dir.to_str().unwrap(),
+                "--nm-liveness-expiry",
+                "30s",
+                "--am-liveness-expiry",
+                "30s",
+            ],
+            dir.path(),
+            "cluster-timestamp",
+        );
+        let rm_addr = rm.get("rpc-address");
+        let memory = memory_mb.to_string();
+        let mut nms = Vec::new();
+        let mut work_dirs = Vec::new();
+        for index in 0..nodes {
+            let work_dir = dir.path().join(format!("nm-{index}"));
+            let nm = Daemon::start(
+                &format!("node-manager-{index}"),
+                &[
+                    "node-manager",
+                    "--rm",
+                    &rm_addr,
+                    "--bind",
+                    "127.0.0.1:0",
+                    "--web-bind",
+                    "127.0.0.1:0",
+                    "--work-dir",
+                    work_dir.to_str().unwrap(),
+                    "--memory-mb",
+                    &memory,
+                    "--vcores",
+                    "4",
+                ],
+                dir.path(),
+                "web-address",
+            );
+            nms.push(nm);
+            work_dirs.push(work_dir);
+        }
+        let node_ids = nms.iter().map(|nm| nm.get("node-id")).collect();
+        let cluster = Cluster {
+            nms,
+            rm,
+            rm_addr,
+            node_ids,
+            work_dirs,
+            dir,
+        };
+        cluster.wait_for_nodes();
+        cluster
+    }
+
+    /// `spindle nodes` until every NM is RUNNING; NMs register with back-off, so this asks
+    /// again a few times (a hang guard bounds it).
+    fn wait_for_nodes(&self) {
+        let deadline = Instant::now() + DAEMON_START;
+        loop {
+            let run = self.spindle("nodes", &[]);
+            let running = self
+                .node_ids
+                .iter()
+                .filter(|id| {
+                    run.stdout
+                        .lines()
+                        .any(|l| l.starts_with(id.as_str()) && l.contains("RUNNING"))
+                })
+                .count();
+            if running == self.node_ids.len() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node managers did not all register:\n{run}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `spindle COMMAND --rm <this cluster> ARGS`.
+    pub fn spindle(&self, command: &str, args: &[&str]) -> Run {
+        let mut line = vec![command, "--rm", &self.rm_addr];
+        line.extend_from_slice(args);
+        run(&line)
+    }
+
+    /// `spindle submit` of distributed-shell with these flags; `submit_flags` go before `--`.
+    pub fn submit_shell(&self, submit_flags: &[&str], shell_flags: &[&str]) -> Run {
+        let mut line = submit_flags.to_vec();
+        line.push("--");
+        line.push(distributed_shell());
+        line.extend_from_slice(shell_flags);
+        self.spindle("submit", &line)
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        // NMs first, all at once: each stops its containers while the RM is still up.
+        for nm in &self.nms {
+            nm.terminate();
+        }
+        for nm in &mut self.nms {
+            nm.wait_or_kill();
+        }
+    }
+}
+
+/// The application id a `spindle submit` printed first on stdout.
+pub fn app_id_of(run: &Run) -> String {
+    let first = run
+        .stdout
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    assert!(
+        first.starts_with("application_"),
+        "no app id printed:\n{run}"
+    );
+    first
+}
+
+/// Live processes (not zombies) of an application: those whose environment has its
+/// `APPLICATION_ID` or whose working directory is under one of its container dirs.
+pub fn processes_of(app: &str, work_dirs: &[PathBuf]) -> Vec<(u32, String)> {
+    let needle = format!("APPLICATION_ID={app}");
+    let app_dirs: Vec<PathBuf> = work_dirs
+        .iter()
+        .map(|w| w.join("appcache").join(app))
+        .collect();
+    let mut found = Vec::new();
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let proc_dir = entry.path();
+        let in_env = fs::read(proc_dir.join("environ"))
+            .map(|env| env.split(|b| *b == 0).any(|var| var == needle.as_bytes()))
+            .unwrap_or(false);
+        let in_dir = fs::read_link(proc_dir.join("cwd"))
+            .map(|cwd| app_dirs.iter().any(|d| cwd.starts_with(d)))
+            .unwrap_or(false);
+        if in_env || in_dir {
+            let comm = fs::read_to_string(proc_dir.join("comm")).unwrap_or_default();
+            found.push((pid, comm.trim().to_string()));
+        }
+    }
+    found
+}
+
+/// Waits (hang guard `guard`) until `done` holds, checking every few milliseconds.
+pub fn wait_until(guard: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + guard;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
