@@ -140,7 +140,7 @@ impl Cluster {
         }
         let mut apps = Vec::new();
         for i in 0..u64::from(args.apps) {
-            let id = core.new_application();
+            let (id, _) = core.new_application();
             let (attempt, _) = core.submit(now, submission(id))?;
             let attempt = attempt.context("the core returned no attempt for an unmanaged app")?;
             let register = RegisterCall {
