@@ -15,6 +15,7 @@ use tonic::{Request, Response, Status};
 use crate::launch;
 use crate::logs::{self, LogError};
 use crate::node::Node;
+use crate::state_store::StopReason;
 
 pub struct ContainerManagerService {
     node: Arc<Node>,
@@ -90,7 +91,7 @@ impl ContainerManager for ContainerManagerService {
         let outcomes = join_all(request.container_ids.iter().map(|raw| async move {
             let outcome = match raw.parse::<ContainerId>() {
                 Err(e) => Err(format!("container_id: {e}")),
-                Ok(id) if launch::stop(&self.node, id, status).await => Ok(()),
+                Ok(id) if launch::stop(&self.node, id, StopReason::status(status)).await => Ok(()),
                 Ok(id) => Err(format!("container {id} is not known on this node")),
             };
             (raw, outcome)

@@ -1,8 +1,9 @@
 //! What every part of a running node manager shares: who the node is, where its files live, its
-//! container table and localizer, and the tasks it has started.
+//! container table, localizer and cgroups, and the tasks it has started.
 
 use std::time::Duration;
 
+use spindle_containers::cgroup::NodeCgroups;
 use spindle_containers::localize::Localizer;
 use spindle_containers::{NodeId, Resource};
 
@@ -30,6 +31,9 @@ pub struct Node {
     pub layout: Layout,
     pub containers: ContainerTable,
     pub localizer: Localizer,
+    /// Where containers get their cgroups; `None` where the host has none writable (or they
+    /// are turned off), and the memory monitor alone enforces limits.
+    pub cgroups: Option<NodeCgroups>,
     pub tasks: Tasks,
     /// `USER` for containers whose request names no user: the node manager's own.
     pub default_user: String,

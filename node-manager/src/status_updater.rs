@@ -18,6 +18,7 @@ use tonic::transport::Channel;
 
 use crate::launch;
 use crate::node::Node;
+use crate::state_store::StopReason;
 
 const FIRST_RETRY: Duration = Duration::from_millis(100);
 const MAX_RETRY: Duration = Duration::from_secs(5);
@@ -152,7 +153,12 @@ fn carry_out(node: &Arc<Node>, answer: &proto::NodeHeartbeatResponse) {
     for id in parse_all::<ContainerId>(&answer.containers_to_cleanup) {
         let node_ = Arc::clone(node);
         node.tasks.spawn(async move {
-            launch::stop(&node_, id, exit_status::KILLED_BY_RESOURCEMANAGER).await;
+            launch::stop(
+                &node_,
+                id,
+                StopReason::status(exit_status::KILLED_BY_RESOURCEMANAGER),
+            )
+            .await;
         });
     }
     for app in parse_all::<ApplicationId>(&answer.applications_to_cleanup) {
@@ -168,9 +174,13 @@ fn carry_out(node: &Arc<Node>, answer: &proto::NodeHeartbeatResponse) {
 
 /// Stops an ended application's containers (-107) and deletes its working dirs; its logs stay.
 async fn clean_up_application(node: &Arc<Node>, app: ApplicationId, containers: Vec<ContainerId>) {
-    let stops = containers
-        .into_iter()
-        .map(|id| launch::stop(node, id, exit_status::KILLED_AFTER_APP_COMPLETION));
+    let stops = containers.into_iter().map(|id| {
+        launch::stop(
+            node,
+            id,
+            StopReason::status(exit_status::KILLED_AFTER_APP_COMPLETION),
+        )
+    });
     join_all(stops).await;
     let dir = node.layout.app_dir(app);
     match tokio::fs::remove_dir_all(&dir).await {

@@ -6,9 +6,10 @@ mod support;
 
 use std::collections::HashMap;
 
+use spindle_node_manager::{NmConfig, NodeManager};
 use spindle_protocol as proto;
 use support::{
-    APP, FakeRm, Node, SLOW_HEARTBEAT_MS, completion, container_id, ended, guarded, http,
+    APP, FakeRm, Node, SLOW_HEARTBEAT_MS, completion, container_id, ended, guarded, http, pid,
     run_program, sha256, written,
 };
 use tonic::Code;
@@ -35,10 +36,6 @@ const CHATTY_PROGRAM: &[u8] = b"#!/bin/bash
 printf 'line1\\nline2\\n'
 echo err >&2
 ";
-
-fn pid(text: &str) -> u32 {
-    text.trim().parse().expect("a pid")
-}
 
 #[tokio::test]
 async fn registers_with_the_rm() {
@@ -558,7 +555,41 @@ async fn dropping_the_node_manager_kills_its_containers() {
         .await;
     let program = pid(&written(&node.container_dir(1).join("fg.pid")).await);
     let grandchild = pid(&std::fs::read_to_string(node.container_dir(1).join("bg.pid")).unwrap());
+    let cgroup = node.nm().cgroup_dir().map(std::path::Path::to_path_buf);
     drop(node.nm.take());
     ended(program).await;
     ended(grandchild).await;
+    if let Some(cgroup) = cgroup {
+        guarded("the node's cgroups to be removed", async {
+            while cgroup.exists() {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn a_work_dir_serves_one_node_manager_and_settings_are_checked() {
+    let rm = FakeRm::start("127.0.0.1:0".parse().unwrap(), SLOW_HEARTBEAT_MS).await;
+    let node = Node::start(rm.addr).await;
+    let same_dir = support::config(rm.addr, node.work_dir.path());
+    let err = NodeManager::start(same_dir.clone()).await.err().unwrap();
+    assert!(
+        err.to_string().starts_with(&format!(
+            "state store {}",
+            node.root().join("state/containers.redb").display()
+        )),
+        "{err}"
+    );
+    let zero = NmConfig {
+        monitor_interval: std::time::Duration::ZERO,
+        ..same_dir
+    };
+    let err = NodeManager::start(zero).await.err().unwrap();
+    assert_eq!(
+        err.to_string(),
+        "monitor-interval must be more than 0 (e.g. 3s or 500ms)"
+    );
+    node.shutdown().await;
 }
