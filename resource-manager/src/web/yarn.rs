@@ -139,17 +139,21 @@ pub fn app_info(core: &Core, app: &App, now: u64, cluster_total_mb: u64) -> AppI
 /// YARN's aggregate usage: MB·seconds and vcore·seconds over every container the application
 /// held, until it ended or until now.
 fn usage_seconds(core: &Core, app: &App, now: u64) -> (u64, u64) {
-    app.containers
+    let (memory_ms, vcore_ms) = app
+        .containers
         .iter()
         .filter_map(|id| core.container(*id))
         .map(|c| {
             let held_ms = c.finished_ms.unwrap_or(now).saturating_sub(c.allocated_ms);
             (
-                c.resource.memory_mb * held_ms / 1000,
-                u64::from(c.resource.vcores) * held_ms / 1000,
+                c.resource.memory_mb.saturating_mul(held_ms),
+                u64::from(c.resource.vcores).saturating_mul(held_ms),
             )
         })
-        .fold((0, 0), |(m, v), (dm, dv)| (m + dm, v + dv))
+        .fold((0u64, 0u64), |(m, v), (dm, dv)| {
+            (m.saturating_add(dm), v.saturating_add(dv))
+        });
+    (memory_ms / 1000, vcore_ms / 1000)
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -114,7 +114,8 @@ fn facts(a: &AppInfo, now: u64) -> String {
          <dt>Type</dt><dd>{}</dd><dt>Tags</dt><dd>{}</dd>\
          <dt>State</dt><dd>{}</dd><dt>Final status</dt><dd>{}</dd>\
          <dt>Progress</dt><dd>{:.0}%</dd>\
-         <dt>Started</dt><dd>{} UTC</dd><dt>Finished</dt><dd>{}</dd><dt>Elapsed</dt><dd>{}</dd>\
+         <dt>Started (UTC)</dt><dd>{}</dd><dt>Finished (UTC)</dt><dd>{}</dd>\
+         <dt>Elapsed</dt><dd>{}</dd>\
          <dt>Tracking URL</dt><dd>{}</dd>\
          <dt>Holds</dt><dd>{} in {} containers</dd>\
          <dt>Usage</dt><dd>{} MB·s, {} vcore·s</dd>\
@@ -155,9 +156,12 @@ fn attempt_table(attempts: &[AttemptInfo]) -> String {
                 )
             };
             let logs = if a.logs_link.is_empty() {
-                "—".to_string()
+                String::new()
             } else {
-                logs_links(&a.node_http_address, &a.container_id)
+                format!(
+                    "<br><small>logs: {}</small>",
+                    logs_links(&a.node_http_address, &a.container_id)
+                )
             };
             let tracking = if a.tracking_url.is_empty() {
                 "—".to_string()
@@ -165,15 +169,15 @@ fn attempt_table(attempts: &[AttemptInfo]) -> String {
                 link(&a.tracking_url, "tracking UI")
             };
             format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
+                "<tr><td>{}</td><td>{}</td><td class=\"nowrap\">{}<br>{}</td><td>{}{}</td>\
                  <td>{}</td><td>{}</td><td class=\"diag\">{}</td></tr>",
                 Esc(&a.app_attempt_id),
                 badge(&a.app_attempt_state),
                 Esc(&time(a.start_time)),
                 Esc(&time(a.finished_time)),
                 Esc(&a.container_id),
-                node,
                 logs,
+                node,
                 tracking,
                 Esc(&a.diagnostics_info),
             )
@@ -183,11 +187,9 @@ fn attempt_table(attempts: &[AttemptInfo]) -> String {
         &[
             "Attempt",
             "State",
-            "Started (UTC)",
-            "Finished (UTC)",
+            "Started, finished (UTC)",
             "AM container",
             "Node",
-            "AM logs",
             "Tracking",
             "Diagnostics",
         ],
@@ -220,8 +222,8 @@ fn container_table(containers: &[ContainerRow], now: u64) -> String {
             let status = c.exit_status.map_or("—".to_string(), exit_status);
             let held = c.finished_ms.unwrap_or(now).saturating_sub(c.allocated_ms);
             format!(
-                "<tr><td>{}{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td>\
-                 <td class=\"num\">{}</td><td>{}</td><td>{}</td><td>{}</td>\
+                "<tr><td>{}{}</td><td>{}</td><td>{}</td><td class=\"num nowrap\">{}</td>\
+                 <td class=\"num\">{}</td><td class=\"nowrap\">{}</td><td>{}</td><td>{}</td>\
                  <td class=\"diag\">{}</td></tr>",
                 Esc(&c.id),
                 if c.is_am { " <small>(AM)</small>" } else { "" },

@@ -82,7 +82,8 @@ pub fn app_table(apps: &[AppInfo], now: u64) -> String {
             };
             format!(
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
-                 <td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{:.0}%</td>\
+                 <td>{}</td><td class=\"nowrap\">{}</td><td class=\"num nowrap\">{}</td>\
+                 <td class=\"num\">{:.0}%</td>\
                  <td class=\"num\">{}</td></tr>",
                 local_link(&format!("/cluster/app/{}", a.id), &a.id),
                 Esc(&a.user),

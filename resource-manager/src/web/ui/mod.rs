@@ -104,7 +104,7 @@ pub fn table(headers: &[&str], rows: &[String], empty: &str) -> String {
     if rows.is_empty() {
         return format!("<p class=\"empty\">{}</p>", Esc(empty));
     }
-    let mut out = String::from("<table><thead><tr>");
+    let mut out = String::from("<div class=\"scroll\"><table><thead><tr>");
     for h in headers {
         let _ = write!(out, "<th>{}</th>", Esc(h));
     }
@@ -112,7 +112,7 @@ pub fn table(headers: &[&str], rows: &[String], empty: &str) -> String {
     for row in rows {
         out.push_str(row);
     }
-    out.push_str("</tbody></table>");
+    out.push_str("</tbody></table></div>");
     out
 }
 
@@ -134,7 +134,9 @@ th, td { text-align: left; padding: 6px 10px; border-bottom: 1px solid var(--lin
 th { background: #f0f4f8; font-weight: 600; font-size: 12px; color: var(--muted); }
 tbody tr:hover { background: #f8fbff; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
-td.diag, pre { white-space: pre-wrap; word-break: break-word; font: 12px/1.4 ui-monospace, monospace; max-width: 520px; }
+td.nowrap { white-space: nowrap; }
+.scroll { overflow-x: auto; }
+td.diag, pre { white-space: pre-wrap; word-break: break-word; font: 12px/1.4 ui-monospace, monospace; max-width: 420px; }
 pre { background: #fff; border: 1px solid var(--line); padding: 8px; max-width: none; }
 dl.facts { display: grid; grid-template-columns: max-content 1fr; gap: 4px 16px; background: #fff; border: 1px solid var(--line); padding: 12px 16px; margin: 0; }
 dl.facts dt { color: var(--muted); }

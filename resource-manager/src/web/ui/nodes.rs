@@ -36,7 +36,7 @@ pub async fn page(State(web): State<WebState>) -> Page {
             };
             format!(
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td>\
-                 <td>{}</td><td>{}</td><td>{} ago</td><td class=\"diag\">{}</td></tr>",
+                 <td>{}</td><td>{}</td><td class=\"nowrap\">{} ago</td><td class=\"diag\">{}</td></tr>",
                 Esc(&n.id),
                 Esc(&n.node_host_name),
                 badge(&n.state),

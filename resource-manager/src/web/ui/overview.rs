@@ -39,7 +39,7 @@ pub async fn page(State(web): State<WebState>) -> Page {
         body,
         "<dt>Memory in use</dt><dd>{}</dd><dt>Virtual cores in use</dt><dd>{}</dd>\
          <dt>Containers</dt><dd>{} running, {} allocated, {} pending</dd>\
-         <dt>Cluster id</dt><dd>{}</dd><dt>Started</dt><dd>{} UTC</dd>",
+         <dt>Cluster id</dt><dd>{}</dd><dt>Started (UTC)</dt><dd>{}</dd>",
         usage_bar(
             summary.used.memory_mb,
             total.memory_mb,
