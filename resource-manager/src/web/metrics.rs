@@ -12,17 +12,18 @@ use axum::response::IntoResponse;
 use super::WebState;
 use super::error::WebError;
 use super::summary::{APP_STATES, NODE_STATES, Summary};
-use crate::core::{Core, Histogram};
+use crate::core::{Histogram, Metrics};
 
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 const MB: u64 = 1024 * 1024;
 
 pub async fn metrics(State(web): State<WebState>) -> Result<impl IntoResponse, WebError> {
-    let started_on = web.started_on;
-    let text = web
+    // Only the counting happens on the core task; the text is written here.
+    let (summary, counted) = web
         .core
-        .read(move |core, _| render(core, started_on))
+        .read(|core, _| (Summary::of(core), core.metrics().clone()))
         .await?;
+    let text = render(&summary, &counted, web.started_on);
     Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], text))
 }
 
@@ -84,9 +85,7 @@ fn escape_label(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
-pub fn render(core: &Core, started_on_ms: u64) -> String {
-    let s = Summary::of(core);
-    let m = core.metrics();
+fn render(s: &Summary, m: &Metrics, started_on_ms: u64) -> String {
     let mut e = Exposition { out: String::new() };
 
     e.family(
@@ -227,7 +226,7 @@ mod tests {
         t.node("n:1", 4096);
         let attempt = t.running_app(1024);
         t.ask(attempt, 1, 1024, 2);
-        let text = render(&t.core, 1_500);
+        let text = render(&Summary::of(&t.core), t.core.metrics(), 1_500);
         let lines: Vec<&str> = text.lines().collect();
         let declared = |name: &str| {
             lines
