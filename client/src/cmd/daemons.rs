@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use spindle_node_manager::{NmConfig, NodeManager};
+use spindle_node_manager::{CgroupMode, NmConfig, NodeManager};
 use spindle_resource_manager::{ResourceManager, RmConfig};
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -82,6 +82,22 @@ pub struct NmArgs {
     /// The address others reach this node at, and its node id, when --bind is a wildcard.
     #[arg(long, value_name = "HOST:PORT", value_parser = args::host_port)]
     pub advertise: Option<String>,
+    /// How often each container's memory is sampled, e.g. 500ms (default: 3s).
+    #[arg(long, value_name = "DURATION", value_parser = args::duration)]
+    pub monitor_interval: Option<Duration>,
+    /// Whether containers get cgroup memory limits: auto (where the host allows) or off.
+    #[arg(long, value_name = "MODE", value_parser = cgroup_mode)]
+    pub cgroups: Option<CgroupMode>,
+}
+
+fn cgroup_mode(s: &str) -> Result<CgroupMode, String> {
+    match s {
+        "auto" => Ok(CgroupMode::Auto),
+        "off" => Ok(CgroupMode::Off),
+        other => Err(format!(
+            "unknown cgroups mode {other:?}: expected auto or off"
+        )),
+    }
 }
 
 impl NmArgs {
@@ -109,6 +125,12 @@ impl NmArgs {
         }
         if let Some(advertise) = &self.advertise {
             config.advertise = Some(advertise.clone());
+        }
+        if let Some(interval) = self.monitor_interval {
+            config.monitor_interval = interval;
+        }
+        if let Some(cgroups) = self.cgroups {
+            config.cgroups = cgroups;
         }
         config
     }
@@ -151,7 +173,7 @@ pub async fn run_node_manager(args: NmArgs, config: SpindleConfig) -> anyhow::Re
 
 /// Where the daemon listens, on stdout, flushed at once so a supervising script can read the
 /// (possibly ephemeral) ports.
-fn announce(lines: &[(&str, String)]) {
+pub(crate) fn announce(lines: &[(&str, String)]) {
     let mut stdout = std::io::stdout().lock();
     for (key, value) in lines {
         let _ = writeln!(stdout, "{key}: {value}");
@@ -160,7 +182,7 @@ fn announce(lines: &[(&str, String)]) {
 }
 
 /// Waits for SIGINT or SIGTERM and names the one that came.
-async fn until_stopped() -> anyhow::Result<&'static str> {
+pub(crate) async fn until_stopped() -> anyhow::Result<&'static str> {
     let mut interrupt = signal(SignalKind::interrupt()).context("installing a SIGINT handler")?;
     let mut terminate = signal(SignalKind::terminate()).context("installing a SIGTERM handler")?;
     Ok(tokio::select! {
@@ -202,6 +224,8 @@ mod tests {
             vcores: Some(2),
             hostname: None,
             advertise: Some("node:9".into()),
+            monitor_interval: Some(Duration::from_millis(500)),
+            cgroups: Some(CgroupMode::Off),
         };
         let config = nm.apply(NmConfig::default());
         assert_eq!(config.rm, "rm:1");
@@ -209,5 +233,7 @@ mod tests {
         assert_eq!(config.work_dir, PathBuf::from("/w"));
         assert_eq!(config.memory_mb, Some(2048));
         assert_eq!(config.advertise.as_deref(), Some("node:9"));
+        assert_eq!(config.monitor_interval, Duration::from_millis(500));
+        assert_eq!(config.cgroups, CgroupMode::Off);
     }
 }

@@ -1,12 +1,14 @@
 //! The `spindle` command line: one clap tree for the daemons (`resource-manager`,
-//! `node-manager`) and the client commands (`submit`, `apps`, `status`, `kill`, `nodes`,
-//! `logs`). Each command lives in its own module; this one parses, sets up logging and the
+//! `node-manager`, the development `local-cluster`) and the client commands (`submit`, `apps`,
+//! `status`, `kill`, `nodes`, `logs`). Each command lives in its own module; this one parses, sets up logging and the
 //! runtime, and turns the outcome into the documented exit code (0 ok, 1 failed, 2 usage).
 
+pub mod app_flags;
 pub mod apps;
 pub mod args;
 pub mod daemons;
 pub mod kill;
+pub mod local_cluster;
 pub mod logging;
 pub mod logs;
 pub mod nodes;
@@ -48,6 +50,9 @@ pub enum Command {
     ResourceManager(daemons::RmArgs),
     /// Run a node manager until SIGINT or SIGTERM.
     NodeManager(daemons::NmArgs),
+    /// Run an embedded development cluster (an RM and node managers in one process, on
+    /// loopback) until SIGINT or SIGTERM.
+    LocalCluster(local_cluster::LocalClusterArgs),
     /// Submit an application and follow it to its end.
     Submit(submit::SubmitArgs),
     /// List applications.
@@ -64,7 +69,10 @@ pub enum Command {
 
 impl Command {
     fn is_daemon(&self) -> bool {
-        matches!(self, Command::ResourceManager(_) | Command::NodeManager(_))
+        matches!(
+            self,
+            Command::ResourceManager(_) | Command::NodeManager(_) | Command::LocalCluster(_)
+        )
     }
 }
 
@@ -119,6 +127,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::ResourceManager(args) => daemons::run_resource_manager(args, config).await,
         Command::NodeManager(args) => daemons::run_node_manager(args, config).await,
+        Command::LocalCluster(args) => local_cluster::run(args, config).await,
         Command::Submit(args) => submit::run(args, config).await,
         Command::Apps(args) => apps::run_apps(args, config).await,
         Command::Status(args) => apps::run_status(args, config).await,
@@ -174,11 +183,11 @@ mod tests {
         let Command::Submit(args) = cli.command else {
             panic!("not submit")
         };
-        assert_eq!(args.am_memory, 1024);
+        assert_eq!(args.app.am_memory, 1024);
         assert_eq!(args.command, ["ds", "--num-containers", "4"]);
-        assert_eq!(args.env.len(), 2);
-        assert_eq!(args.env[1], ("B".to_string(), "x=y".to_string()));
-        assert_eq!(args.files.len(), 2);
+        assert_eq!(args.app.env.len(), 2);
+        assert_eq!(args.app.env[1], ("B".to_string(), "x=y".to_string()));
+        assert_eq!(args.app.files.len(), 2);
     }
 
     #[test]

@@ -114,6 +114,24 @@ impl Rm {
             .expect("web port configured")
     }
 
+    pub fn state_dir(&self) -> &std::path::Path {
+        &self.config.state_dir
+    }
+
+    /// The client secret the web port's changing calls must present: the configured file's,
+    /// or the one the RM generated in its state directory.
+    pub fn client_secret(&self) -> String {
+        let path = self.config.secret_file.clone().unwrap_or_else(|| {
+            self.config
+                .state_dir
+                .join(spindle_resource_manager::SECRET_FILE)
+        });
+        std::fs::read_to_string(path)
+            .expect("the client secret file")
+            .trim()
+            .to_string()
+    }
+
     pub async fn new_app(&mut self) -> String {
         self.client
             .get_new_application(proto::GetNewApplicationRequest {})
