@@ -1,5 +1,5 @@
 //! The shell around the core: the state store, the gRPC services (ApplicationClient,
-//! ApplicationMaster, ResourceTracker, StagingStore) on one port, the optional web port (served
+//! ApplicationMaster, ResourceTracker, StagingStore, LogStore) on one port, the optional web port (served
 //! by `crate::web`), and the core task they all talk to. `serve` recovers the state, binds, spawns, and hands back what
 //! `ResourceManager` needs to stop them.
 
@@ -9,6 +9,7 @@ mod clock;
 pub(crate) mod convert;
 mod core_task;
 pub(crate) mod handle;
+mod log_store;
 mod nm_client;
 mod persist;
 mod polls;
@@ -23,6 +24,7 @@ use std::time::Duration;
 
 use spindle_protocol::application_client_server::ApplicationClientServer;
 use spindle_protocol::application_master_server::ApplicationMasterServer;
+use spindle_protocol::log_store_server::LogStoreServer;
 use spindle_protocol::resource_tracker_server::ResourceTrackerServer;
 use spindle_protocol::staging_store_server::StagingStoreServer;
 use tokio::net::TcpListener;
@@ -60,6 +62,12 @@ pub(crate) async fn serve(config: RmConfig) -> Result<Serving, RmError> {
     let staging =
         staging::StagingService::open(staging_dir.clone()).map_err(|error| RmError::StateDir {
             path: staging_dir,
+            error,
+        })?;
+    let logs_dir = config.state_dir.join("app-logs");
+    let logs =
+        log_store::LogStoreService::open(logs_dir.clone()).map_err(|error| RmError::StateDir {
+            path: logs_dir,
             error,
         })?;
     // Before the store is opened: a secret file that must be refused stops the start cleanly.
@@ -102,6 +110,7 @@ pub(crate) async fn serve(config: RmConfig) -> Result<Serving, RmError> {
         .add_service(ApplicationMasterServer::new(am))
         .add_service(ResourceTrackerServer::new(tracker))
         .add_service(StagingStoreServer::new(staging))
+        .add_service(LogStoreServer::new(logs))
         .serve_with_incoming_shutdown(incoming, async move {
             let _ = rpc_stop.wait_for(|stop| *stop).await;
         });
