@@ -2,12 +2,15 @@
 //! go to the RM's `LogStore` in one `UploadLogs` stream, so `spindle logs` still finds them after
 //! this node is gone. Only when the RM has answered that it kept them are they deleted here; an
 //! upload that fails is tried again a few times, then the logs stay on this node (and the next
-//! start of the node manager tries again).
+//! start of the node manager tries again). What was aggregated can be read back from the RM, for
+//! the node's web pages.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use spindle_containers::ApplicationId;
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use spindle_containers::{ApplicationId, ContainerId};
 use spindle_protocol as proto;
 use spindle_protocol::log_store_client::LogStoreClient;
 use tokio::io::AsyncReadExt;
@@ -24,6 +27,8 @@ const ATTEMPTS: u32 = 5;
 const FIRST_RETRY: Duration = Duration::from_millis(200);
 /// A hang guard: an RM that takes this long over one upload has failed it.
 const UPLOAD_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long the RM may take to start answering a read of an aggregated log.
+const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum AggregationError {
@@ -179,4 +184,33 @@ async fn send_files(
     };
     tx.send(end).await.map_err(|_| closed())?;
     Ok((files, bytes))
+}
+
+/// Log `file` of `container` from the RM's log store; `None` if the RM does not have it (or does
+/// not answer).
+pub async fn read_aggregated(
+    node: &Node,
+    container: ContainerId,
+    file: &str,
+) -> Option<BoxStream<'static, Result<Vec<u8>, tonic::Status>>> {
+    let mut client = LogStoreClient::new(node.rm_channel.clone());
+    let request = proto::ReadLogRequest {
+        container_id: container.to_string(),
+        file: file.to_string(),
+        offset: 0,
+    };
+    let answer = tokio::time::timeout(READ_TIMEOUT, client.read_log(request)).await;
+    match answer {
+        Ok(Ok(stream)) => Some(
+            stream
+                .into_inner()
+                .map(|chunk| chunk.map(|c| c.data))
+                .boxed(),
+        ),
+        Ok(Err(status)) => {
+            tracing::debug!(%container, file, "not in the RM's log store either: {}", status.message());
+            None
+        }
+        Err(_) => None,
+    }
 }

@@ -23,6 +23,8 @@ struct State {
     /// Content served for a digest (a test may store content that does not match it).
     files: HashMap<String, Vec<u8>>,
     answers: VecDeque<proto::NodeHeartbeatResponse>,
+    /// Every file of every finished upload, as the log store keeps them.
+    logs: BTreeMap<(String, String), Vec<u8>>,
 }
 
 /// One finished `UploadLogs`: (container id, file) → content, and the node that sent it.
@@ -330,6 +332,7 @@ impl LogStore for Service {
             }
             if chunk.end {
                 let files = upload.files.len() as u32;
+                self.state.lock().unwrap().logs.extend(upload.files.clone());
                 let _ = self.uploads.send(upload);
                 return Ok(Response::new(proto::UploadLogsResponse { files, bytes }));
             }
@@ -343,15 +346,22 @@ impl LogStore for Service {
         &self,
         _: Request<proto::ListLogsRequest>,
     ) -> Result<Response<proto::ListLogsResponse>, Status> {
-        Err(Status::unimplemented("the test RM only takes uploads"))
+        Err(Status::unimplemented(
+            "the test RM only takes uploads and reads",
+        ))
     }
 
     type ReadLogStream = LogChunks;
 
     async fn read_log(
         &self,
-        _: Request<proto::ReadLogRequest>,
+        request: Request<proto::ReadLogRequest>,
     ) -> Result<Response<LogChunks>, Status> {
-        Err(Status::unimplemented("the test RM only takes uploads"))
+        let request = request.into_inner();
+        let key = (request.container_id, request.file);
+        let data = self.state.lock().unwrap().logs.get(&key).cloned();
+        let data = data.ok_or_else(|| Status::not_found(format!("no aggregated log {key:?}")))?;
+        let chunk = Ok(proto::LogChunk { data });
+        Ok(Response::new(Box::pin(futures::stream::iter([chunk]))))
     }
 }
