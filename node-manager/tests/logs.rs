@@ -2,8 +2,8 @@
 //! `follow` streams what the program appends and ends when the container does; when the RM says
 //! the application is over (through a watch, no heartbeat answer needed) the node uploads its
 //! logs to the RM's log store and deletes them here (its web pages then serve the RM's copy);
-//! and a node manager started on a work dir
-//! with logs of an application whose end it missed uploads them too.
+//! and a node manager started on a work dir with logs of an application whose end it missed
+//! uploads them too.
 
 mod support;
 
