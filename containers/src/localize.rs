@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
 use crate::launch_context::{LocalResource, is_plain_file_name, is_sha256_hex};
-use crate::launch_script::{EXIT_CODE_FILE, EXIT_CODE_TMP_FILE, SCRIPT_FILE};
+use crate::launch_script::{EXIT_CODE_FILE, SCRIPT_FILE};
 
 /// The bytes of one file, in chunks, as a `FetchSource` streams them.
 pub type ChunkStream = BoxStream<'static, Result<Vec<u8>, FetchError>>;
@@ -49,7 +49,7 @@ pub enum LocalizeError {
     BadName(String),
     #[error(
         "local resource name {0:?} is reserved for the node manager's own files \
-         ({SCRIPT_FILE}, {EXIT_CODE_FILE}, {EXIT_CODE_TMP_FILE})"
+         ({SCRIPT_FILE}, {EXIT_CODE_FILE})"
     )]
     ReservedName(String),
     #[error("local resource name {0:?} is given twice")]
@@ -313,7 +313,7 @@ pub fn validate(resources: &[LocalResource]) -> Result<(), LocalizeError> {
         if !is_plain_file_name(&r.name) {
             return Err(LocalizeError::BadName(r.name.clone()));
         }
-        if [SCRIPT_FILE, EXIT_CODE_FILE, EXIT_CODE_TMP_FILE].contains(&r.name.as_str()) {
+        if [SCRIPT_FILE, EXIT_CODE_FILE].contains(&r.name.as_str()) {
             return Err(LocalizeError::ReservedName(r.name.clone()));
         }
         if !names.insert(r.name.as_str()) {

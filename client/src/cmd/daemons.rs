@@ -33,6 +33,10 @@ pub struct RmArgs {
     /// An AM silent this long has failed its attempt, e.g. 2s or 10m.
     #[arg(long, value_name = "DURATION", value_parser = args::duration)]
     pub am_liveness_expiry: Option<Duration>,
+    /// The client secret that changing REST calls must present (mode 0600; default: generated
+    /// as client.secret in the state dir on first start).
+    #[arg(long, value_name = "PATH", env = "SPINDLE_SECRET_FILE")]
+    pub secret_file: Option<PathBuf>,
 }
 
 impl RmArgs {
@@ -51,6 +55,9 @@ impl RmArgs {
         }
         if let Some(expiry) = self.am_liveness_expiry {
             config.am_liveness_expiry = expiry;
+        }
+        if let Some(path) = &self.secret_file {
+            config.secret_file = Some(path.clone());
         }
         config
     }
@@ -203,6 +210,7 @@ mod tests {
             state_dir: Some("/s".into()),
             nm_liveness_expiry: Some(Duration::from_secs(2)),
             am_liveness_expiry: None,
+            secret_file: None,
         };
         let base = RmConfig {
             am_liveness_expiry: Duration::from_secs(7),
