@@ -160,22 +160,25 @@ pub async fn write_selected(
         }
     }
     let mut store = Store::connect(rm).await?;
-    let stored = store.list(selection).await?;
+    // Every file, so that a node's aggregated logs are seen even when none is the wanted file.
+    let every_file = LogSelection {
+        file: None,
+        ..selection.clone()
+    };
+    let stored = store.list(&every_file).await?;
+    // A node that does not answer loses nothing if its logs were aggregated.
+    let aggregated_nodes: HashSet<&str> = stored.iter().map(|e| e.node.as_str()).collect();
+    for (node, problem) in silent {
+        if !aggregated_nodes.contains(node.as_str()) {
+            outcome.problems.push(problem);
+        }
+    }
     let from_nodes: HashSet<String> = entries.iter().map(|e| e.container.clone()).collect();
     entries.extend(
         stored
             .into_iter()
-            .filter(|e| !from_nodes.contains(&e.container)),
+            .filter(|e| !from_nodes.contains(&e.container) && selection.wants_file(&e.file)),
     );
-    // A node that does not answer loses nothing if its logs were aggregated.
-    for (node, problem) in silent {
-        if !entries
-            .iter()
-            .any(|e| e.origin == Origin::Store && e.node == node)
-        {
-            outcome.problems.push(problem);
-        }
-    }
     sort_entries(&mut entries);
 
     for entry in &entries {

@@ -568,3 +568,21 @@ pub fn wait_until(guard: Duration, what: &str, mut done: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// SIGKILLs node manager `index` of `cluster`, as a crash would: it cleans nothing up.
+pub fn kill_node_manager(cluster: &mut Cluster, index: usize) {
+    let nm = &mut cluster.nms[index];
+    if nm.stopped {
+        return;
+    }
+    let _ = nm.child.kill();
+    let _ = nm.child.wait();
+    nm.stopped = true;
+}
+
+impl Running {
+    /// What it has printed on stdout so far.
+    pub fn stdout_so_far(&self) -> String {
+        fs::read_to_string(self.dir.path().join("stdout")).unwrap_or_default()
+    }
+}
