@@ -47,16 +47,22 @@ enum Event {
 type Events = mpsc::UnboundedSender<Event>;
 
 /// Tails the selected logs of a running application to `out` until it has ended; an
-/// application already over is shown as `write_selected` shows it.
+/// application already over (or forgotten by the RM) is shown as `write_selected` shows it.
 pub async fn follow_logs(
     rm: &mut RmClient,
     selection: &LogSelection,
     out: &mut (impl AsyncWrite + Unpin),
 ) -> Result<LogsOutcome, ClientError> {
-    let report = rm.application_report(selection.app).await?;
-    if is_final(report.state()) {
-        return write_selected(rm, selection, out).await;
-    }
+    let report = match rm.application_report(selection.app).await {
+        Ok(report) if !is_final(report.state()) => report,
+        // Over, or forgotten by the RM: nothing runs, what is left is shown once.
+        Ok(_)
+        | Err(ClientError::Rpc {
+            code: tonic::Code::NotFound,
+            ..
+        }) => return write_selected(rm, selection, out).await,
+        Err(e) => return Err(e),
+    };
     let (events_tx, mut events) = mpsc::unbounded_channel();
     let (over_tx, over) = watch::channel(false);
     let watcher = spawn_watch(rm.clone(), selection, events_tx.clone());
