@@ -6,6 +6,7 @@
 pub mod app_flags;
 pub mod apps;
 pub mod args;
+pub mod config;
 pub mod daemons;
 pub mod kill;
 pub mod local_cluster;
@@ -19,7 +20,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{self, SpindleConfig};
+use crate::config::{self as config_file, SpindleConfig};
 
 /// The process failed: the application did not succeed, or the command could not do its job.
 pub const EXIT_FAILED: u8 = 1;
@@ -65,6 +66,8 @@ pub enum Command {
     Nodes(nodes::NodesArgs),
     /// Print the logs of an application's containers.
     Logs(logs::LogsArgs),
+    /// Print the default spindle.yaml, or the settings in effect.
+    Config(config::ConfigArgs),
 }
 
 impl Command {
@@ -134,7 +137,13 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let config = config::load(cli.config.as_deref())?;
+    if let Command::Config(config::ConfigArgs {
+        command: config::ConfigCommand::Defaults,
+    }) = cli.command
+    {
+        return config::print_defaults();
+    }
+    let config = config_file::load(cli.config.as_deref())?;
     match cli.command {
         Command::ResourceManager(args) => daemons::run_resource_manager(args, config).await,
         Command::NodeManager(args) => daemons::run_node_manager(args, config).await,
@@ -145,6 +154,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Kill(args) => kill::run(args, config).await,
         Command::Nodes(args) => nodes::run(args, config).await,
         Command::Logs(args) => logs::run(args, config).await,
+        Command::Config(_) => config::print_effective(&config),
     }
 }
 
