@@ -13,6 +13,7 @@ pub mod local_cluster;
 pub mod logging;
 pub mod logs;
 pub mod nodes;
+pub mod progress;
 pub mod submit;
 
 use std::path::PathBuf;
