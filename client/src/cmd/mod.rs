@@ -6,8 +6,10 @@
 pub mod app_flags;
 pub mod apps;
 pub mod args;
+pub mod completions;
 pub mod config;
 pub mod daemons;
+pub mod help;
 pub mod kill;
 pub mod local_cluster;
 pub mod logging;
@@ -34,7 +36,13 @@ pub const RM_ENV: &str = "SPINDLE_RM";
 pub const MASTER_ENV: &str = "SPINDLE_MASTER";
 
 #[derive(Debug, Parser)]
-#[command(name = "spindle", version, about = "A YARN-style cluster manager", long_about = None)]
+#[command(
+    name = "spindle",
+    version,
+    about = "A YARN-style cluster manager",
+    long_about = None,
+    after_help = help::TOP
+)]
 pub struct Cli {
     /// The config file (default: $SPINDLE_CONFIG, else /etc/spindle/spindle.yaml if it exists).
     #[arg(long, global = true, value_name = "FILE")]
@@ -49,26 +57,39 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the resource manager until SIGINT or SIGTERM.
+    #[command(after_help = help::RESOURCE_MANAGER)]
     ResourceManager(daemons::RmArgs),
     /// Run a node manager until SIGINT or SIGTERM.
+    #[command(after_help = help::NODE_MANAGER)]
     NodeManager(daemons::NmArgs),
     /// Run an embedded development cluster (an RM and node managers in one process, on
     /// loopback) until SIGINT or SIGTERM.
+    #[command(after_help = help::LOCAL_CLUSTER)]
     LocalCluster(local_cluster::LocalClusterArgs),
     /// Submit an application and follow it to its end.
+    #[command(after_help = help::SUBMIT)]
     Submit(submit::SubmitArgs),
     /// List applications.
+    #[command(after_help = help::APPS)]
     Apps(apps::AppsArgs),
     /// Show one application's report and attempts.
+    #[command(after_help = help::STATUS)]
     Status(apps::StatusArgs),
     /// Kill an application and wait until it is KILLED.
+    #[command(after_help = help::KILL)]
     Kill(kill::KillArgs),
     /// List the cluster's nodes.
+    #[command(after_help = help::NODES)]
     Nodes(nodes::NodesArgs),
     /// Print the logs of an application's containers.
+    #[command(after_help = help::LOGS)]
     Logs(logs::LogsArgs),
     /// Print the default spindle.yaml, or the settings in effect.
+    #[command(after_help = help::CONFIG)]
     Config(config::ConfigArgs),
+    /// Print a shell completion script (bash, zsh, fish, …).
+    #[command(after_help = help::COMPLETIONS)]
+    Completions(completions::CompletionsArgs),
 }
 
 impl Command {
@@ -138,6 +159,9 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Command::Completions(args) = cli.command {
+        return completions::run(args);
+    }
     if let Command::Config(config::ConfigArgs {
         command: config::ConfigCommand::Defaults,
     }) = cli.command
@@ -156,6 +180,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Nodes(args) => nodes::run(args, config).await,
         Command::Logs(args) => logs::run(args, config).await,
         Command::Config(_) => config::print_effective(&config),
+        Command::Completions(args) => completions::run(args),
     }
 }
 
