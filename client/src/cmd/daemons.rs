@@ -1,6 +1,7 @@
 //! `spindle resource-manager` and `spindle node-manager`: build the daemon's config from
 //! `spindle.yaml` plus flags, start it, print where it listens (stdout, `key: value` lines that
-//! scripts and tests read), and run until SIGINT or SIGTERM, then shut down cleanly.
+//! scripts and tests read), and run until SIGINT or SIGTERM (caught from the start, so a stop
+//! right after the announcement is still clean), then shut down cleanly.
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -11,7 +12,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use spindle_node_manager::{CgroupMode, NmConfig, NodeManager};
 use spindle_resource_manager::{ResourceManager, RmConfig};
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use super::args;
 use crate::config::SpindleConfig;
@@ -144,6 +145,7 @@ impl NmArgs {
 }
 
 pub async fn run_resource_manager(args: RmArgs, config: SpindleConfig) -> anyhow::Result<ExitCode> {
+    let mut stop = StopSignals::install()?;
     let config = args.apply(config.resource_manager);
     let rm = ResourceManager::start(config)
         .await
@@ -156,13 +158,14 @@ pub async fn run_resource_manager(args: RmArgs, config: SpindleConfig) -> anyhow
         ("web-address", web),
         ("cluster-timestamp", rm.cluster_timestamp().to_string()),
     ]);
-    let signal = until_stopped().await?;
+    let signal = stop.recv().await;
     tracing::info!(%signal, "stopping the resource manager");
     rm.shutdown().await;
     Ok(ExitCode::SUCCESS)
 }
 
 pub async fn run_node_manager(args: NmArgs, config: SpindleConfig) -> anyhow::Result<ExitCode> {
+    let mut stop = StopSignals::install()?;
     let config = args.apply(config.node_manager);
     let nm = NodeManager::start(config)
         .await
@@ -172,7 +175,7 @@ pub async fn run_node_manager(args: NmArgs, config: SpindleConfig) -> anyhow::Re
         ("rpc-address", nm.rpc_addr().to_string()),
         ("web-address", nm.web_addr().to_string()),
     ]);
-    let signal = until_stopped().await?;
+    let signal = stop.recv().await;
     tracing::info!(%signal, node = %nm.node_id(), "stopping the node manager");
     nm.shutdown().await;
     Ok(ExitCode::SUCCESS)
@@ -188,14 +191,28 @@ pub(crate) fn announce(lines: &[(&str, String)]) {
     let _ = stdout.flush();
 }
 
-/// Waits for SIGINT or SIGTERM and names the one that came.
-pub(crate) async fn until_stopped() -> anyhow::Result<&'static str> {
-    let mut interrupt = signal(SignalKind::interrupt()).context("installing a SIGINT handler")?;
-    let mut terminate = signal(SignalKind::terminate()).context("installing a SIGTERM handler")?;
-    Ok(tokio::select! {
-        _ = interrupt.recv() => "SIGINT",
-        _ = terminate.recv() => "SIGTERM",
-    })
+/// SIGINT and SIGTERM, caught from before the daemon announces itself: a supervisor that
+/// stops it as soon as it has read the ports must get a clean shutdown, not the default death.
+pub(crate) struct StopSignals {
+    interrupt: Signal,
+    terminate: Signal,
+}
+
+impl StopSignals {
+    pub(crate) fn install() -> anyhow::Result<StopSignals> {
+        Ok(StopSignals {
+            interrupt: signal(SignalKind::interrupt()).context("installing a SIGINT handler")?,
+            terminate: signal(SignalKind::terminate()).context("installing a SIGTERM handler")?,
+        })
+    }
+
+    /// Waits for SIGINT or SIGTERM and names the one that came.
+    pub(crate) async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.interrupt.recv() => "SIGINT",
+            _ = self.terminate.recv() => "SIGTERM",
+        }
+    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 
 use super::args;
-use super::daemons::{announce, until_stopped};
+use super::daemons::{StopSignals, announce};
 use crate::config::SpindleConfig;
 use crate::local_cluster::LocalCluster;
 
@@ -35,6 +35,7 @@ fn nodes(s: &str) -> Result<usize, String> {
 }
 
 pub async fn run(args: LocalClusterArgs, _config: SpindleConfig) -> anyhow::Result<ExitCode> {
+    let mut stop = StopSignals::install()?;
     let cluster = LocalCluster::start(args.nodes, args.vcores, args.memory_mb)
         .await
         .context("starting the local cluster")?;
@@ -53,8 +54,8 @@ pub async fn run(args: LocalClusterArgs, _config: SpindleConfig) -> anyhow::Resu
     );
     lines.push(("master", format!("spindle://{}", cluster.rm_addr())));
     announce(&lines);
-    let signal = until_stopped().await;
-    tracing::info!(?signal, "stopping the local cluster");
+    let signal = stop.recv().await;
+    tracing::info!(%signal, "stopping the local cluster");
     cluster.shutdown().await;
-    signal.map(|_| ExitCode::SUCCESS)
+    Ok(ExitCode::SUCCESS)
 }

@@ -14,6 +14,7 @@ use spindle_containers::ApplicationId;
 use spindle_protocol::{ApplicationReport, ApplicationState, FinalStatus};
 
 use super::app_flags::{AppArgs, SparkArgs};
+use super::progress::Progress;
 use super::{EXIT_FAILED, MASTER_ENV, RM_ENV, args};
 use crate::address::{Master, parse_host_port};
 use crate::config::SpindleConfig;
@@ -212,16 +213,10 @@ pub(crate) async fn submit_and_follow(
     if no_wait {
         return Ok(ExitCode::SUCCESS);
     }
-    let mut last: Option<(ApplicationState, FinalStatus)> = None;
-    let report = follow(rm, id, |report| {
-        let now = (report.state(), report.final_status());
-        if last != Some(now) {
-            last = Some(now);
-            eprintln!("{id}: {}", state_name(now.0));
-        }
-    })
-    .await
-    .with_context(|| format!("following application {id}"))?;
+    let mut progress = Progress::for_this_terminal(id);
+    let followed = follow(rm, id, |report| progress.update(report)).await;
+    progress.finish();
+    let report = followed.with_context(|| format!("following application {id}"))?;
     outcome(id, &report)
 }
 
