@@ -3,6 +3,7 @@
 
 pub mod cgroup;
 pub mod exit_status;
+pub mod exposition;
 pub mod ids;
 pub mod launch_context;
 pub mod launch_script;

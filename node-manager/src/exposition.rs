@@ -2,66 +2,14 @@
 //! `NodeMetrics` and the localizer (since this start); gauges from one look at the container
 //! table. Memory is in bytes and durations in seconds, as Prometheus names units.
 
-use std::fmt::{Display, Write};
-
+use spindle_containers::exposition::Exposition;
 use spindle_containers::localize::CacheStats;
 
-use crate::metrics::{Histogram, Snapshot};
+use crate::metrics::Snapshot;
 use crate::node::Node;
 
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub use spindle_containers::exposition::CONTENT_TYPE;
 const MIB: u64 = 1024 * 1024;
-
-/// Writes metric families: `# HELP` and `# TYPE` once each, then the family's samples.
-#[derive(Default)]
-struct Exposition {
-    out: String,
-}
-
-impl Exposition {
-    fn family(&mut self, name: &str, kind: &str, help: &str) {
-        let _ = writeln!(self.out, "# HELP {name} {help}");
-        let _ = writeln!(self.out, "# TYPE {name} {kind}");
-    }
-
-    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl Display) {
-        self.out.push_str(name);
-        if !labels.is_empty() {
-            self.out.push('{');
-            for (i, (label, v)) in labels.iter().enumerate() {
-                if i > 0 {
-                    self.out.push(',');
-                }
-                let _ = write!(self.out, "{label}=\"{}\"", escape_label(v));
-            }
-            self.out.push('}');
-        }
-        let _ = writeln!(self.out, " {value}");
-    }
-
-    fn single(&mut self, name: &str, kind: &str, help: &str, value: impl Display) {
-        self.family(name, kind, help);
-        self.sample(name, &[], value);
-    }
-
-    fn histogram(&mut self, name: &str, help: &str, h: &Histogram) {
-        self.family(name, "histogram", help);
-        let bucket = format!("{name}_bucket");
-        for (bound, count) in h.cumulative() {
-            self.sample(&bucket, &[("le", &bound.to_string())], count);
-        }
-        self.sample(&bucket, &[("le", "+Inf")], h.count());
-        self.sample(&format!("{name}_sum"), &[], h.sum_seconds());
-        self.sample(&format!("{name}_count"), &[], h.count());
-    }
-}
-
-fn escape_label(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
 
 /// What the table holds right now.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -96,7 +44,7 @@ pub fn render_node(node: &Node) -> String {
 }
 
 pub fn render(node_id: &str, m: &Snapshot, g: &Gauges, cache: &CacheStats) -> String {
-    let mut e = Exposition::default();
+    let mut e = Exposition::new();
     e.family(
         "spindle_nm_info",
         "gauge",
@@ -144,10 +92,18 @@ pub fn render(node_id: &str, m: &Snapshot, g: &Gauges, cache: &CacheStats) -> St
         g.localizing,
     );
     e.sample("spindle_nm_containers", &[("phase", "running")], g.running);
-    e.histogram(
+    let launch = &m.launch_latency;
+    e.family(
         "spindle_nm_container_launch_seconds",
+        "histogram",
         "From a container's start request to its process being spawned (localization included).",
-        &m.launch_latency,
+    );
+    e.histogram_samples(
+        "spindle_nm_container_launch_seconds",
+        &[],
+        launch.cumulative(),
+        launch.count(),
+        launch.sum_seconds(),
     );
 
     e.single(
@@ -233,7 +189,7 @@ pub fn render(node_id: &str, m: &Snapshot, g: &Gauges, cache: &CacheStats) -> St
         "Bytes of log files uploaded to the RM's log store.",
         m.aggregated_bytes,
     );
-    e.out
+    e.finish()
 }
 
 #[cfg(test)]

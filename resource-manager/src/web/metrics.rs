@@ -3,18 +3,16 @@
 //! counted since this start (`core::Metrics`, in the core's time). Memory is in bytes, as
 //! Prometheus names units; the node manager's own `/metrics` is separate.
 
-use std::fmt::{Display, Write};
-
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
+use spindle_containers::exposition::{CONTENT_TYPE, Exposition};
 
 use super::WebState;
 use super::error::WebError;
 use super::summary::{APP_STATES, NODE_STATES, Summary};
 use crate::core::{Histogram, Metrics};
 
-const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 const MB: u64 = 1024 * 1024;
 
 pub async fn metrics(State(web): State<WebState>) -> Result<impl IntoResponse, WebError> {
@@ -27,66 +25,23 @@ pub async fn metrics(State(web): State<WebState>) -> Result<impl IntoResponse, W
     Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], text))
 }
 
-/// Writes metric families: each `# HELP` and `# TYPE` once, then its samples.
-struct Exposition {
-    out: String,
-}
-
-impl Exposition {
-    fn family(&mut self, name: &str, kind: &str, help: &str) {
-        let _ = writeln!(self.out, "# HELP {name} {help}");
-        let _ = writeln!(self.out, "# TYPE {name} {kind}");
-    }
-
-    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl Display) {
-        self.out.push_str(name);
-        if !labels.is_empty() {
-            self.out.push('{');
-            for (i, (label, v)) in labels.iter().enumerate() {
-                if i > 0 {
-                    self.out.push(',');
-                }
-                let _ = write!(self.out, "{label}=\"{}\"", escape_label(v));
-            }
-            self.out.push('}');
-        }
-        let _ = writeln!(self.out, " {value}");
-    }
-
-    fn gauge(&mut self, name: &str, help: &str, value: impl Display) {
-        self.family(name, "gauge", help);
-        self.sample(name, &[], value);
-    }
-
-    fn histogram(&mut self, name: &str, labels: &[(&str, &str)], h: &Histogram) {
-        let bucket = format!("{name}_bucket");
-        for (bound_ms, count) in h.cumulative() {
-            let le = seconds(bound_ms).to_string();
-            let mut with_le = labels.to_vec();
-            with_le.push(("le", &le));
-            self.sample(&bucket, &with_le, count);
-        }
-        let mut with_inf = labels.to_vec();
-        with_inf.push(("le", "+Inf"));
-        self.sample(&bucket, &with_inf, h.count());
-        self.sample(&format!("{name}_sum"), labels, seconds(h.sum_ms()));
-        self.sample(&format!("{name}_count"), labels, h.count());
-    }
+fn latency_samples(e: &mut Exposition, kind: &str, h: &Histogram) {
+    e.histogram_samples(
+        "spindle_rm_allocation_latency_seconds",
+        &[("kind", kind)],
+        h.cumulative()
+            .map(|(bound_ms, count)| (seconds(bound_ms), count)),
+        h.count(),
+        seconds(h.sum_ms()),
+    );
 }
 
 fn seconds(ms: u64) -> f64 {
     ms as f64 / 1000.0
 }
 
-fn escape_label(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
 fn render(s: &Summary, m: &Metrics, started_on_ms: u64) -> String {
-    let mut e = Exposition { out: String::new() };
+    let mut e = Exposition::new();
 
     e.family(
         "spindle_rm_info",
@@ -175,16 +130,8 @@ fn render(s: &Summary, m: &Metrics, started_on_ms: u64) -> String {
         "histogram",
         "Time from request to allocation: from an attempt's start to its AM container (kind=am), from an AM's ask to the container that served it (kind=task).",
     );
-    e.histogram(
-        "spindle_rm_allocation_latency_seconds",
-        &[("kind", "am")],
-        &m.am_allocation_latency,
-    );
-    e.histogram(
-        "spindle_rm_allocation_latency_seconds",
-        &[("kind", "task")],
-        &m.allocation_latency,
-    );
+    latency_samples(&mut e, "am", &m.am_allocation_latency);
+    latency_samples(&mut e, "task", &m.allocation_latency);
 
     let total = s.total();
     e.gauge(
@@ -212,7 +159,7 @@ fn render(s: &Summary, m: &Metrics, started_on_ms: u64) -> String {
         "Virtual cores free on the nodes that take new containers.",
         s.available.vcores,
     );
-    e.out
+    e.finish()
 }
 
 #[cfg(test)]
@@ -249,10 +196,5 @@ mod tests {
             &"spindle_rm_allocation_latency_seconds_bucket{kind=\"task\",le=\"+Inf\"} 2"
         ));
         assert!(lines.contains(&"spindle_rm_allocation_latency_seconds_count{kind=\"am\"} 1"));
-    }
-
-    #[test]
-    fn label_values_are_escaped() {
-        assert_eq!(escape_label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
     }
 }
