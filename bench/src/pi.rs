@@ -80,24 +80,24 @@ pub async fn run(args: &PiArgs, program: &Path, runs: u32) -> anyhow::Result<Rep
     // Stopping the NMs reaps the last containers; the CPU they used is counted only then.
     let cpu_before_shutdown = CpuTimes::of("self");
     cluster.shutdown().await;
-    let (started_cpu, runs_done) = outcome?;
+    let started_cpu = outcome?;
     let cpu = CpuTimes::of("self")?.since(started_cpu);
     let in_process = cpu_before_shutdown?.since(started_cpu).own;
-    let per_run = |d: Duration| stats::ms(d) / f64::from(runs_done);
+    let per_run = |d: Duration| stats::ms(d) / f64::from(runs);
     report.summary("cluster_cpu_ms_per_run", per_run(in_process));
     report.summary("containers_cpu_ms_per_run", per_run(cpu.children));
     Ok(report)
 }
 
-/// The runs, one after another, each on an idle cluster; returns the CPU times before the first
-/// and how many runs there were.
+/// The runs, one after another, each on an idle cluster; returns the CPU times before the
+/// first.
 async fn run_all(
     cluster: &LocalCluster,
     prepared: &PreparedSubmission,
     executors: u32,
     runs: u32,
     report: &mut Report,
-) -> anyhow::Result<(CpuTimes, u32)> {
+) -> anyhow::Result<CpuTimes> {
     let mut rm = cluster
         .client()
         .await
@@ -124,7 +124,7 @@ async fn run_all(
     if let Some(min) = totals.iter().min() {
         report.summary("min_ms", stats::ms(*min));
     }
-    Ok((started_cpu, runs))
+    Ok(started_cpu)
 }
 
 /// `pi SAMPLES` as the AM, with only the number of executors given (Pi's and the AM's
