@@ -3,10 +3,12 @@
 //!
 //! Exit codes: 0 the scenario ran; 1 it failed (the error says where); 2 bad flags.
 
+mod am_timing;
 mod cpu;
 mod daemon;
 mod launch;
 mod pi;
+mod pi_program;
 mod report;
 mod rm;
 mod scheduler;
@@ -66,10 +68,12 @@ enum Command {
         #[command(flatten)]
         args: launch::LaunchArgs,
     },
-    /// The Pi example end to end on an embedded local cluster.
+    /// The Pi example end to end, in cluster mode, on an embedded local cluster.
     Pi {
         #[command(flatten)]
         common: Common,
+        #[command(flatten)]
+        args: pi::PiArgs,
     },
     /// Runs a resource manager for the `rm` and `launch` scenarios.
     #[command(hide = true)]
@@ -111,7 +115,14 @@ fn run(command: Command) -> anyhow::Result<()> {
                 runtime()?.block_on(launch::run(&args, common.runs))?,
             );
         }
-        Command::Pi { common } => print(common, pi::run(common.runs)?),
+        Command::Pi { common, args } => {
+            // Found (or built) before anything is timed or started.
+            let program = pi_program::locate(args.program.as_deref())?;
+            print(
+                common,
+                runtime()?.block_on(pi::run(&args, &program, common.runs))?,
+            );
+        }
         Command::ServeRm(args) => runtime()?.block_on(serve::resource_manager(args))?,
         Command::ServeNm(args) => runtime()?.block_on(serve::node_manager(args))?,
     }

@@ -17,6 +17,8 @@ pub struct Report {
     setup: Vec<(&'static str, Value)>,
     /// Each metric's value in every run, in the order the runs finished.
     metrics: Vec<(&'static str, Vec<f64>)>,
+    /// Figures of all the runs together (a percentile across runs, a total per run).
+    summary: Vec<(&'static str, f64)>,
     runs: usize,
 }
 
@@ -26,8 +28,15 @@ impl Report {
             scenario,
             setup: Vec::new(),
             metrics: Vec::new(),
+            summary: Vec::new(),
             runs: 0,
         }
+    }
+
+    /// Records a figure of all the runs together; printed under the table, and in the JSON
+    /// beside the medians.
+    pub fn summary(&mut self, name: &'static str, value: f64) {
+        self.summary.push((name, value));
     }
 
     /// Records a fact about the workload (printed once, copied into the JSON as it is).
@@ -54,8 +63,8 @@ impl Report {
             .collect()
     }
 
-    /// The one-line JSON object: the scenario, the workload, each metric's median, and every
-    /// run's figures under `per_run`.
+    /// The one-line JSON object: the scenario, the workload, each metric's median, the
+    /// figures of all runs together, and every run's figures under `per_run`.
     pub fn json(&self) -> String {
         let mut object = Map::new();
         object.insert("scenario".into(), self.scenario.into());
@@ -65,6 +74,9 @@ impl Report {
         }
         for (name, median) in self.medians() {
             object.insert(name.into(), rounded(median));
+        }
+        for (name, value) in &self.summary {
+            object.insert((*name).into(), rounded(*value));
         }
         let per_run: Map<String, Value> = self
             .metrics
@@ -79,7 +91,7 @@ impl Report {
     }
 
     /// The table: a heading with the workload, then one row per metric with every run and the
-    /// median.
+    /// median, then the figures of all runs together.
     pub fn table(&self) -> String {
         let mut out = String::new();
         let setup: Vec<String> = self
@@ -92,6 +104,7 @@ impl Report {
             .metrics
             .iter()
             .map(|(name, _)| name.len())
+            .chain(self.summary.iter().map(|(name, _)| name.len()))
             .max()
             .unwrap_or(6)
             .max("metric".len());
@@ -111,6 +124,12 @@ impl Report {
             }
             let median = medians.iter().find(|(n, _)| n == name).map(|(_, m)| *m);
             let _ = writeln!(out, " {:>12}", median.map_or("-".into(), readable));
+        }
+        if !self.summary.is_empty() {
+            let _ = writeln!(out, "over all runs:");
+            for (name, value) in &self.summary {
+                let _ = writeln!(out, "{name:<width$} {:>12}", readable(*value));
+            }
         }
         out
     }
@@ -144,6 +163,7 @@ mod tests {
         r.add_run(vec![("allocations_per_s", 300_000.0), ("p50_ms", 2.0)]);
         r.add_run(vec![("allocations_per_s", 100_000.0), ("p50_ms", 4.0)]);
         r.add_run(vec![("allocations_per_s", 200_000.0)]);
+        r.summary("p95_ms", 4.0);
         r
     }
 
@@ -156,6 +176,7 @@ mod tests {
         assert_eq!(json["allocations_per_s"], 200_000.0);
         assert_eq!(json["p50_ms"], 3.0);
         assert_eq!(json["per_run"]["p50_ms"], serde_json::json!([2.0, 4.0]));
+        assert_eq!(json["p95_ms"], 4.0);
         assert!(!report().json().contains('\n'), "one line");
     }
 
@@ -172,5 +193,8 @@ mod tests {
         );
         let row: Vec<&str> = lines[3].split_whitespace().collect();
         assert_eq!(row, ["p50_ms", "2.000", "4.000", "-", "3.000"]);
+        assert_eq!(lines[4], "over all runs:");
+        let row: Vec<&str> = lines[5].split_whitespace().collect();
+        assert_eq!(row, ["p95_ms", "4.000"]);
     }
 }
