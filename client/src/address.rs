@@ -1,8 +1,11 @@
 //! Where the cluster is: `HOST:PORT` addresses as users type them, and Spark-style master URLs
-//! (`spindle://HOST:PORT`, `local-cluster[NODES,VCORES,MEMORY_MB]`) for `spindle submit`.
+//! (`spindle://HOST:PORT`, `local-cluster[NODES,VCORES,MEMORY_MB]`, `local[N]`) for
+//! `spindle submit` and an SDK program's launcher.
 
 use std::fmt;
 use std::str::FromStr;
+
+use spindle_app_master::sdk::LocalMaster;
 
 use crate::error::ClientError;
 
@@ -23,9 +26,12 @@ pub fn parse_host_port(what: &'static str, value: &str) -> Result<String, Client
     }
 }
 
-/// What `spindle submit --master` names: a running RM, or a cluster to start in this process.
+/// What `--master` names: a running RM, a cluster to start in this process, or no cluster at
+/// all (the driver and its executor threads in one process).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Master {
+    /// `local`, `local[N]`, `local[*]`, `local[N,F]`: kept as written, with what it means.
+    Local { url: String, parsed: LocalMaster },
     /// `spindle://HOST:PORT`: the RM at that gRPC address.
     Spindle(String),
     /// `local-cluster[N,C,M]`: an embedded RM and N NMs of C vcores and M MB each.
@@ -40,6 +46,15 @@ impl FromStr for Master {
     type Err = ClientError;
     fn from_str(s: &str) -> Result<Self, ClientError> {
         let bad = || ClientError::BadMaster(s.to_string());
+        if s == "local" || s.starts_with("local[") {
+            return s
+                .parse::<LocalMaster>()
+                .map(|parsed| Master::Local {
+                    url: s.to_string(),
+                    parsed,
+                })
+                .map_err(|_| bad());
+        }
         if let Some(addr) = s.strip_prefix("spindle://") {
             let addr = addr.strip_suffix('/').unwrap_or(addr);
             return parse_host_port("resource manager", addr)
@@ -77,6 +92,7 @@ impl FromStr for Master {
 impl fmt::Display for Master {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Master::Local { url, .. } => f.write_str(url),
             Master::Spindle(addr) => write!(f, "spindle://{addr}"),
             Master::LocalCluster {
                 nodes,
@@ -126,7 +142,25 @@ mod tests {
                 memory_mb: 2048
             }
         );
+        let local = "local[3,2]".parse::<Master>().unwrap();
+        assert_eq!(local.to_string(), "local[3,2]");
+        assert!(matches!(
+            local,
+            Master::Local {
+                parsed: LocalMaster {
+                    threads: 3,
+                    max_failures: 2
+                },
+                ..
+            }
+        ));
+        assert!(matches!(
+            "local".parse::<Master>(),
+            Ok(Master::Local { .. })
+        ));
         for bad in [
+            "local[0]",
+            "local[",
             "rm:8032",
             "spindle://rm",
             "yarn",

@@ -10,7 +10,8 @@ pub enum ClientError {
     #[error("invalid {what} address {value:?}: expected HOST:PORT, e.g. 127.0.0.1:8032")]
     BadAddress { what: &'static str, value: String },
     #[error(
-        "invalid master URL {0:?}: expected spindle://HOST:PORT or local-cluster[NODES,VCORES,MEMORY_MB]"
+        "invalid master URL {0:?}: expected spindle://HOST:PORT, local-cluster[NODES,VCORES,MEMORY_MB], \
+         local, local[N], local[*] or local[N,MAX_TASK_FAILURES]"
     )]
     BadMaster(String),
     #[error("cannot reach the resource manager at {addr}: {reason}")]

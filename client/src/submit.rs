@@ -12,7 +12,7 @@ use spindle_protocol as proto;
 use tracing::Instrument;
 
 use crate::error::ClientError;
-use crate::rm_client::RmClient;
+use crate::rm_client::{NewApplication, RmClient};
 use crate::staging::stage_file;
 
 /// The AM env variable that lists the staged files, so the AM can start more containers of the
@@ -211,6 +211,12 @@ impl PreparedSubmission {
     pub fn program_path(&self) -> &Path {
         &self.shipped[0].0
     }
+
+    /// Sets a variable of the AM's environment, for what is known only once the program was
+    /// found (a client-mode driver's URL).
+    pub fn set_env(&mut self, name: &str, value: String) {
+        self.submission.env.insert(name.to_string(), value);
+    }
 }
 
 /// Submits the application and returns its id; the app is then SUBMITTED or later.
@@ -218,14 +224,23 @@ pub async fn submit(
     rm: &mut RmClient,
     prepared: &PreparedSubmission,
 ) -> Result<ApplicationId, ClientError> {
-    let submission = &prepared.submission;
     let new_app = rm.new_application().await?;
-    check_am_resource(submission.am_resource, new_app.maximum)?;
+    submit_as(rm, prepared, &new_app).await?;
+    Ok(new_app.id)
+}
+
+/// [`submit`] under an id already obtained with `RmClient::new_application`, for a caller that
+/// needs the id before submitting (a client-mode driver serves only its own application).
+pub async fn submit_as(
+    rm: &mut RmClient,
+    prepared: &PreparedSubmission,
+    new_app: &NewApplication,
+) -> Result<(), ClientError> {
+    check_am_resource(prepared.submission.am_resource, new_app.maximum)?;
     let span = tracing::info_span!("submit", app = %new_app.id);
     stage_and_submit(rm, prepared, new_app.id)
         .instrument(span)
-        .await?;
-    Ok(new_app.id)
+        .await
 }
 
 async fn stage_and_submit(

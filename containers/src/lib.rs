@@ -1,11 +1,15 @@
 //! The shared vocabulary of Spindle (ids, resources, launch contexts, exit statuses) and the
 //! process layer that turns a launch context into a real, watched, killable process group.
 
+pub mod cgroup;
 pub mod exit_status;
+pub mod exposition;
 pub mod ids;
 pub mod launch_context;
 pub mod launch_script;
 pub mod localize;
+pub mod memory;
+pub mod proc_stat;
 pub mod process;
 pub mod resource;
 pub mod units;

@@ -6,10 +6,14 @@
 //! Cache entries are read-only and executable (0555), and hard links share that mode: executable
 //! resources are linked, so the program a hundred executors run is stored once; other resources
 //! are copied with mode 0644, so they are writable and not executable, as the container asked.
+//!
+//! The localizer counts what its cache saved (hits, misses, bytes downloaded) for the node's
+//! metrics.
 
 use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use futures::StreamExt;
@@ -19,7 +23,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
 use crate::launch_context::{LocalResource, is_plain_file_name, is_sha256_hex};
-use crate::launch_script::{EXIT_CODE_FILE, EXIT_CODE_TMP_FILE, SCRIPT_FILE};
+use crate::launch_script::{EXIT_CODE_FILE, SCRIPT_FILE};
 
 /// The bytes of one file, in chunks, as a `FetchSource` streams them.
 pub type ChunkStream = BoxStream<'static, Result<Vec<u8>, FetchError>>;
@@ -45,7 +49,7 @@ pub enum LocalizeError {
     BadName(String),
     #[error(
         "local resource name {0:?} is reserved for the node manager's own files \
-         ({SCRIPT_FILE}, {EXIT_CODE_FILE}, {EXIT_CODE_TMP_FILE})"
+         ({SCRIPT_FILE}, {EXIT_CODE_FILE})"
     )]
     ReservedName(String),
     #[error("local resource name {0:?} is given twice")]
@@ -91,12 +95,26 @@ pub enum LocalizeError {
     },
 }
 
+/// What the cache has done since the localizer was made.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Resources found in the cache.
+    pub hits: u64,
+    /// Resources the cache did not have, so they were fetched (whether or not that worked).
+    pub misses: u64,
+    /// Bytes fetched into the cache and kept (verified).
+    pub downloaded_bytes: u64,
+}
+
 /// Localizes resources into container directories through one node-wide cache.
 pub struct Localizer {
     cache_dir: PathBuf,
     source: Arc<dyn FetchSource>,
     /// One lock per digest being fetched, so concurrent containers download a file once.
     downloads: Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    downloaded_bytes: AtomicU64,
 }
 
 const CACHE_MODE: u32 = 0o555;
@@ -110,6 +128,17 @@ impl Localizer {
             cache_dir: cache_dir.into(),
             source,
             downloads: Mutex::new(HashMap::new()),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            downloaded_bytes: AtomicU64::new(0),
+        }
+    }
+
+    pub fn stats(&self) -> CacheStats {
+        CacheStats {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            downloaded_bytes: self.downloaded_bytes.load(Ordering::Relaxed),
         }
     }
 
@@ -141,8 +170,10 @@ impl Localizer {
         let lock = self.download_lock(&resource.sha256);
         let _downloading = lock.lock().await;
         if tokio::fs::try_exists(&entry).await.unwrap_or(false) {
+            self.hits.fetch_add(1, Ordering::Relaxed);
             return Ok(entry);
         }
+        self.misses.fetch_add(1, Ordering::Relaxed);
         let io = |path: &Path| {
             let (name, path) = (resource.name.clone(), path.to_path_buf());
             move |source| LocalizeError::Io { name, path, source }
@@ -154,14 +185,17 @@ impl Localizer {
         let partial = self
             .cache_dir
             .join(format!(".{}.download", resource.sha256));
-        let downloaded = self.download(resource, &partial).await;
-        if let Err(e) = downloaded {
-            let _ = tokio::fs::remove_file(&partial).await;
-            return Err(e);
-        }
+        let size = match self.download(resource, &partial).await {
+            Ok(size) => size,
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&partial).await;
+                return Err(e);
+            }
+        };
         tokio::fs::rename(&partial, &entry)
             .await
             .map_err(io(&entry))?;
+        self.downloaded_bytes.fetch_add(size, Ordering::Relaxed);
         tracing::debug!(sha256 = %resource.sha256, "cached local resource");
         Ok(entry)
     }
@@ -181,7 +215,8 @@ impl Localizer {
     }
 
     /// Streams the content into `partial`, hashing as it goes; keeps it only if it verifies.
-    async fn download(&self, r: &LocalResource, partial: &Path) -> Result<(), LocalizeError> {
+    /// Returns its size.
+    async fn download(&self, r: &LocalResource, partial: &Path) -> Result<u64, LocalizeError> {
         let io = |source| LocalizeError::Io {
             name: r.name.clone(),
             path: partial.to_path_buf(),
@@ -231,7 +266,8 @@ impl Localizer {
         drop(file);
         tokio::fs::set_permissions(partial, std::fs::Permissions::from_mode(CACHE_MODE))
             .await
-            .map_err(io)
+            .map_err(io)?;
+        Ok(written)
     }
 
     async fn localize_one(
@@ -277,7 +313,7 @@ pub fn validate(resources: &[LocalResource]) -> Result<(), LocalizeError> {
         if !is_plain_file_name(&r.name) {
             return Err(LocalizeError::BadName(r.name.clone()));
         }
-        if [SCRIPT_FILE, EXIT_CODE_FILE, EXIT_CODE_TMP_FILE].contains(&r.name.as_str()) {
+        if [SCRIPT_FILE, EXIT_CODE_FILE].contains(&r.name.as_str()) {
             return Err(LocalizeError::ReservedName(r.name.clone()));
         }
         if !names.insert(r.name.as_str()) {
@@ -368,6 +404,15 @@ mod tests {
         assert_eq!(mode(&dir.join("data.txt")), DATA_MODE);
         assert!(work.path().join("filecache").join(&digest).exists());
         assert_eq!(files.fetches.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            localizer.stats(),
+            CacheStats {
+                hits: 1,
+                misses: 1,
+                downloaded_bytes: 18
+            },
+            "the second resource of the same content came from the cache"
+        );
     }
 
     #[tokio::test]
@@ -409,6 +454,15 @@ mod tests {
             "{err}"
         );
         assert!(err.to_string().contains(&digest) && err.to_string().contains(&actual));
+        assert_eq!(
+            localizer.stats(),
+            CacheStats {
+                hits: 0,
+                misses: 1,
+                downloaded_bytes: 0
+            },
+            "refused content is a miss that kept nothing"
+        );
         let cached: Vec<_> = std::fs::read_dir(work.path().join("filecache"))
             .unwrap()
             .collect();

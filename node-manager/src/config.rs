@@ -29,6 +29,23 @@ pub struct NmConfig {
     /// Between SIGTERM and SIGKILL when a container is stopped.
     #[serde(with = "serde_duration")]
     pub kill_grace: Duration,
+    /// How often the memory monitor samples each container's process tree.
+    #[serde(with = "serde_duration")]
+    pub monitor_interval: Duration,
+    /// Whether containers get cgroups (a kernel-enforced memory limit, whole-container kills).
+    pub cgroups: CgroupMode,
+}
+
+/// `cgroups:` in `spindle.yaml`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CgroupMode {
+    /// Use cgroup v2 or v1 where the host lets the node manager write them; else run without,
+    /// relying on the memory monitor (and say why once).
+    #[default]
+    Auto,
+    /// Never: the memory monitor alone enforces limits.
+    Off,
 }
 
 impl Default for NmConfig {
@@ -43,6 +60,30 @@ impl Default for NmConfig {
             vcores: None,
             hostname: None,
             kill_grace: Duration::from_millis(250),
+            monitor_interval: Duration::from_secs(3),
+            cgroups: CgroupMode::Auto,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn monitor_and_cgroup_settings_have_defaults_and_their_names() {
+        let config: NmConfig =
+            serde_json::from_str(r#"{"monitor-interval": "500ms", "cgroups": "off"}"#).unwrap();
+        assert_eq!(config.monitor_interval, Duration::from_millis(500));
+        assert_eq!(config.cgroups, CgroupMode::Off);
+        let defaults: NmConfig = serde_json::from_str("{}").unwrap();
+        assert_eq!(defaults.monitor_interval, Duration::from_secs(3));
+        assert_eq!(defaults.cgroups, CgroupMode::Auto);
+        let err = serde_json::from_str::<NmConfig>(r#"{"cgroups": "v3"}"#).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("unknown variant `v3`, expected `auto` or `off`"),
+            "{err}"
+        );
     }
 }

@@ -12,9 +12,11 @@ use spindle_protocol as proto;
 use spindle_protocol::container_manager_server::ContainerManager;
 use tonic::{Request, Response, Status};
 
+use crate::follow::{self, FOLLOW_POLL, Followed};
 use crate::launch;
 use crate::logs::{self, LogError};
 use crate::node::Node;
+use crate::state_store::StopReason;
 
 pub struct ContainerManagerService {
     node: Arc<Node>,
@@ -50,6 +52,22 @@ impl From<LogError> for Status {
             }
             LogError::Io { .. } => Status::internal(e.to_string()),
         }
+    }
+}
+
+/// Counts an open follower in the node's metrics for as long as its stream exists.
+struct Attached(Arc<Node>);
+
+impl Attached {
+    fn new(node: Arc<Node>) -> Attached {
+        node.metrics.follower_attached();
+        Attached(node)
+    }
+}
+
+impl Drop for Attached {
+    fn drop(&mut self) {
+        self.0.metrics.follower_detached();
     }
 }
 
@@ -90,7 +108,7 @@ impl ContainerManager for ContainerManagerService {
         let outcomes = join_all(request.container_ids.iter().map(|raw| async move {
             let outcome = match raw.parse::<ContainerId>() {
                 Err(e) => Err(format!("container_id: {e}")),
-                Ok(id) if launch::stop(&self.node, id, status).await => Ok(()),
+                Ok(id) if launch::stop(&self.node, id, StopReason::status(status)).await => Ok(()),
                 Ok(id) => Err(format!("container {id} is not known on this node")),
             };
             (raw, outcome)
@@ -151,6 +169,7 @@ impl ContainerManager for ContainerManagerService {
                     .into_iter()
                     .map(|(name, size)| proto::LogFile { name, size })
                     .collect(),
+                node_id: self.node.node_id.to_string(),
             })
             .collect();
         Ok(Response::new(proto::ListContainerLogsResponse {
@@ -167,7 +186,25 @@ impl ContainerManager for ContainerManagerService {
         let request = request.into_inner();
         let id = parse_container("container_id", &request.container_id)?;
         let path = logs::log_file(&self.node.layout, id, &request.file).await?;
-        let chunks = logs::read_from(path, request.offset).await?;
+        let chunks = if request.follow {
+            let node = Arc::clone(&self.node);
+            let followed = Followed {
+                ended: self.node.containers.ended(),
+                live: Box::new(move || node.containers.is_live(id)),
+                stopping: self.node.stopping.clone(),
+                poll: FOLLOW_POLL,
+            };
+            let chunks = follow::follow(path, request.offset, followed).await?;
+            let attached = Attached::new(Arc::clone(&self.node));
+            chunks
+                .map(move |chunk| {
+                    let _counted_while_open = &attached;
+                    chunk
+                })
+                .boxed()
+        } else {
+            logs::read_from(path, request.offset).await?
+        };
         let stream = chunks.map(|chunk| {
             chunk
                 .map(|data| proto::LogChunk { data })

@@ -4,10 +4,13 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use spindle_containers::cgroup::CgroupError;
 use spindle_containers::launch_script::LaunchScriptError;
 use spindle_containers::localize::LocalizeError;
 use spindle_containers::process::ProcessError;
 use spindle_containers::{ApplicationId, ContainerId, IdError, LaunchContextError, ResourceError};
+
+use crate::state_store::StoreError;
 
 /// Why the node manager could not start.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +32,12 @@ pub enum NmError {
     RmAddress { value: String, reason: String },
     #[error("advertise: {0}")]
     Advertise(IdError),
+    #[error("monitor-interval must be more than 0 (e.g. 3s or 500ms)")]
+    MonitorInterval,
+    #[error(transparent)]
+    StateStore(#[from] StoreError),
+    #[error("cannot start the state store's writer thread: {0}")]
+    StateStoreThread(std::io::Error),
 }
 
 /// Why one container of a StartContainers batch was not started; the message goes back to the
@@ -56,6 +65,8 @@ pub enum LaunchError {
     Localize(#[from] LocalizeError),
     #[error(transparent)]
     Process(#[from] ProcessError),
+    #[error("cannot give the container its cgroup: {0}")]
+    Cgroup(#[from] CgroupError),
     #[error("the node manager is shutting down")]
     ShuttingDown,
 }

@@ -1,8 +1,10 @@
 //! Starting, watching and stopping one container: check the request, localize its files, write
-//! `launch_container.sh`, spawn it, and record how it ended with diagnostics a user can act on.
+//! `launch_container.sh`, give it a cgroup with its memory limit (where the node has cgroups),
+//! spawn it, and record how it ended with diagnostics a user can act on.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use futures::future::join_all;
 
@@ -13,8 +15,10 @@ use spindle_protocol as proto;
 use tracing::Instrument;
 
 use crate::containers::StopTarget;
+use crate::diagnostics;
 use crate::error::LaunchError;
 use crate::node::Node;
+use crate::state_store::StopReason;
 
 /// How much of stderr a failed container's diagnostics quote.
 const STDERR_TAIL_LINES: usize = 10;
@@ -24,6 +28,19 @@ const STDERR_TAIL_BYTES: u64 = 4096;
 pub async fn start(
     node: &Arc<Node>,
     request: proto::StartContainerRequest,
+) -> Result<ContainerId, LaunchError> {
+    let requested = Instant::now();
+    let started = start_timed(node, request, requested).await;
+    if started.is_err() {
+        node.metrics.launch_failed();
+    }
+    started
+}
+
+async fn start_timed(
+    node: &Arc<Node>,
+    request: proto::StartContainerRequest,
+    requested: Instant,
 ) -> Result<ContainerId, LaunchError> {
     let id: ContainerId = request
         .container_id
@@ -37,29 +54,26 @@ pub async fn start(
         let env = container_env(node, id, &request.user, &launch);
         let script = launch_script::render(&launch.command, &env)?;
         node.containers.admit(id, resource)?;
-        match prepare_and_spawn(node, id, &launch, &script).await {
+        crate::app_end::watch(node, id.application());
+        match prepare_and_spawn(node, id, resource, &launch, &script).await {
             Ok(process) => {
+                node.metrics.launched(requested.elapsed());
                 tracing::info!(pid = process.pid(), ?resource, "container started");
-                if let Some(status) = node.containers.running(id, process.clone()) {
+                let stop = node.containers.running(id, process.clone());
+                watch(node, id, resource, process.clone());
+                if let Some(reason) = stop {
                     // A stop came while it was being localized: carry it out now.
-                    let (stopper, process) = (Arc::clone(node), process.clone());
+                    let stopper = Arc::clone(node);
                     node.tasks.spawn(
                         async move {
-                            let exit = process.stop(stopper.kill_grace).await;
-                            record_exit(&stopper, id, exit).await;
-                            tracing::debug!(status, "stopped right after its launch");
+                            tracing::debug!(?reason, "stopping right after its launch");
+                            process.stop(stopper.kill_grace).await;
                         }
                         .instrument(tracing::Span::current()),
                     );
                 }
-                let watcher = Arc::clone(node);
-                node.tasks.spawn(
-                    async move {
-                        let exit = process.wait().await;
-                        record_exit(&watcher, id, exit).await;
-                    }
-                    .instrument(tracing::Span::current()),
-                );
+                // Answered once a restarted node manager would find it again.
+                node.containers.journal_handle().synced().await;
                 Ok(id)
             }
             Err(e) => {
@@ -75,9 +89,23 @@ pub async fn start(
     .await
 }
 
+/// Records how `process` ends, whenever it does (it was just started, or taken back).
+pub fn watch(node: &Arc<Node>, id: ContainerId, resource: Resource, process: ContainerProcess) {
+    let watcher = Arc::clone(node);
+    let span = tracing::info_span!("container", container_id = %id, app = %id.application());
+    node.tasks.spawn(
+        async move {
+            let exit = process.wait().await;
+            record_exit(&watcher, id, resource, exit).await;
+        }
+        .instrument(span),
+    );
+}
+
 async fn prepare_and_spawn(
     node: &Node,
     id: ContainerId,
+    resource: Resource,
     launch: &LaunchContext,
     script: &str,
 ) -> Result<ContainerProcess, LaunchError> {
@@ -101,14 +129,27 @@ async fn prepare_and_spawn(
             path: script_path.clone(),
             source,
         })?;
-    let process = process::spawn(&ProcessSpec {
+    let cgroup = match &node.cgroups {
+        Some(cgroups) => {
+            let limit_bytes = resource.memory_mb.saturating_mul(1 << 20);
+            Some(cgroups.container(&id.to_string(), limit_bytes)?)
+        }
+        None => None,
+    };
+    let spawned = process::spawn(&ProcessSpec {
         script: script_path,
         working_dir: dir,
         stdout: log_dir.join("stdout"),
         stderr: log_dir.join("stderr"),
         inherited_env: node.inherited_env.clone(),
-    })?;
-    Ok(process)
+        cgroup: cgroup.clone(),
+    });
+    if spawned.is_err()
+        && let Some(cgroup) = cgroup
+    {
+        cgroup.remove().await;
+    }
+    Ok(spawned?)
 }
 
 /// The launch context's environment with the node manager's variables on top (the contract).
@@ -149,18 +190,18 @@ fn container_env(
     env
 }
 
-/// Stops `id`, recording `exit_status`; `false` if this node does not know it. Returns once the
-/// process group is gone and the completion is recorded.
-pub async fn stop(node: &Arc<Node>, id: ContainerId, exit_status: i32) -> bool {
-    match node.containers.request_stop(id, exit_status) {
+/// Stops `id` for `reason`; `false` if this node does not know it. Returns once the whole
+/// container is gone and its completion is recorded.
+pub async fn stop(node: &Arc<Node>, id: ContainerId, reason: StopReason) -> bool {
+    match node.containers.request_stop(id, reason) {
         StopTarget::Unknown => false,
         StopTarget::Complete | StopTarget::Launching => true,
-        StopTarget::Running(process) => {
+        StopTarget::Running(process, resource) => {
             let span =
                 tracing::info_span!("container", container_id = %id, app = %id.application());
             async {
                 let exit = process.stop(node.kill_grace).await;
-                record_exit(node, id, exit).await;
+                record_exit(node, id, resource, exit).await;
             }
             .instrument(span)
             .await;
@@ -172,13 +213,33 @@ pub async fn stop(node: &Arc<Node>, id: ContainerId, exit_status: i32) -> bool {
 /// Stops every container that is not complete, in parallel, recording `status`.
 pub async fn stop_all(node: &Arc<Node>, status: i32) {
     let live = node.containers.live();
-    join_all(live.into_iter().map(|id| stop(node, id, status))).await;
+    join_all(
+        live.into_iter()
+            .map(|id| stop(node, id, StopReason::status(status))),
+    )
+    .await;
 }
 
 /// Records how the container ended (the first record wins: the watcher and a stopper may both
 /// get here).
-async fn record_exit(node: &Node, id: ContainerId, exit: Exit) {
-    let (status, diagnostics) = match exit {
+async fn record_exit(node: &Node, id: ContainerId, resource: Resource, exit: Exit) {
+    let stop = node.containers.stop_reason(id);
+    let (status, diagnostics) = outcome(node, id, resource, exit, stop).await;
+    if node.containers.complete(id, status, diagnostics) {
+        node.metrics.completed(status);
+        tracing::info!(exit_status = status, "container completed");
+    }
+}
+
+/// The exit status and diagnostics to report for `exit`, given the stop asked of it, if any.
+pub async fn outcome(
+    node: &Node,
+    id: ContainerId,
+    resource: Resource,
+    exit: Exit,
+    stop: Option<StopReason>,
+) -> (i32, String) {
+    match exit {
         Exit::Exited { exit_code } => {
             let stderr = node.layout.log_dir(id).join("stderr");
             let tail = if exit_code == exit_status::SUCCESS {
@@ -186,68 +247,23 @@ async fn record_exit(node: &Node, id: ContainerId, exit: Exit) {
             } else {
                 crate::logs::tail(&stderr, STDERR_TAIL_LINES, STDERR_TAIL_BYTES).await
             };
-            (exit_code, exited_diagnostics(id, exit_code, &tail))
+            (exit_code, diagnostics::exited(id, exit_code, &tail))
         }
+        Exit::OutOfMemory {
+            exit_code,
+            oom_kills,
+            peak_bytes,
+        } => (
+            exit_status::KILLED_EXCEEDED_PMEM,
+            diagnostics::oom_killed(id, exit_code, oom_kills, peak_bytes, resource.memory_mb),
+        ),
         Exit::Stopped => {
-            let status = node
-                .containers
-                .stop_status(id)
-                .unwrap_or(exit_status::ABORTED);
-            (status, stopped_diagnostics(id, status))
+            let reason = stop.unwrap_or(StopReason::status(exit_status::ABORTED));
+            let text = reason
+                .diagnostics
+                .unwrap_or_else(|| diagnostics::stopped(id, reason.exit_status));
+            (reason.exit_status, text)
         }
-    };
-    if node.containers.complete(id, status, diagnostics) {
-        tracing::info!(exit_status = status, "container completed");
-    }
-}
-
-fn exited_diagnostics(id: ContainerId, exit_code: i32, stderr_tail: &str) -> String {
-    let mut text = format!(
-        "Container {id} exited with {}",
-        exit_status::describe(exit_code)
-    );
-    if !stderr_tail.is_empty() {
-        text.push_str(&format!(".\nLast lines of stderr:\n{stderr_tail}"));
-    }
-    text
-}
-
-fn stopped_diagnostics(id: ContainerId, status: i32) -> String {
-    let by = match status {
-        exit_status::KILLED_BY_APPMASTER => " by the application master",
-        exit_status::KILLED_BY_RESOURCEMANAGER => " by the resource manager",
-        exit_status::KILLED_AFTER_APP_COMPLETION => " because its application completed",
-        _ => "",
-    };
-    format!(
-        "Container {id} was stopped{by}: {}",
-        exit_status::describe(status)
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn cid() -> ContainerId {
-        "container_1700000000000_0001_01_000002".parse().unwrap()
-    }
-
-    #[test]
-    fn diagnostics_name_the_container_the_status_and_quote_stderr() {
-        assert_eq!(
-            exited_diagnostics(cid(), 3, "boom\nbad input"),
-            "Container container_1700000000000_0001_01_000002 exited with exit status 3.\n\
-             Last lines of stderr:\nboom\nbad input"
-        );
-        assert_eq!(
-            exited_diagnostics(cid(), 0, ""),
-            "Container container_1700000000000_0001_01_000002 exited with exit status 0"
-        );
-        assert_eq!(
-            stopped_diagnostics(cid(), exit_status::KILLED_BY_APPMASTER),
-            "Container container_1700000000000_0001_01_000002 was stopped by the application \
-             master: exit status -105 (KILLED_BY_APPMASTER)"
-        );
+        Exit::Lost => (exit_status::ABORTED, diagnostics::lost(id)),
     }
 }

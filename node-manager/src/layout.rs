@@ -1,6 +1,7 @@
 //! Where a container's files live under the node manager's work dir (the shared contract):
 //! `appcache/<app>/<container>/` (working dir), `logs/<app>/<container>/` (stdout, stderr),
-//! `filecache/<sha256>` (localized files). Everything is derived from ids, so logs stay findable
+//! `filecache/<sha256>` (localized files), and `state/containers.redb` (what a restarted node
+//! manager needs to take its containers back). Everything is derived from ids, so logs stay findable
 //! after the container is forgotten.
 
 use std::path::{Path, PathBuf};
@@ -24,6 +25,11 @@ impl Layout {
 
     pub fn file_cache(&self) -> PathBuf {
         self.root.join("filecache")
+    }
+
+    /// The node manager's record of its containers.
+    pub fn state_file(&self) -> PathBuf {
+        self.root.join("state").join("containers.redb")
     }
 
     pub fn app_dir(&self, app: ApplicationId) -> PathBuf {
@@ -64,5 +70,6 @@ mod tests {
             )
         );
         assert_eq!(layout.file_cache(), Path::new("/w/filecache"));
+        assert_eq!(layout.state_file(), Path::new("/w/state/containers.redb"));
     }
 }

@@ -1,26 +1,40 @@
 //! The node manager: the daemon on every host that launches, watches and stops containers.
 //!
-//! `NodeManager::start` binds the container-manager (gRPC) and web ports, then registers with the
-//! RM in the background; `shutdown` stops serving, stops every container and waits for its tasks.
+//! `NodeManager::start` takes back the containers an earlier run left on its work dir, binds the
+//! container-manager (gRPC) and web ports, then registers with the RM in the background;
+//! `shutdown` stops serving, stops every container and waits for its tasks. When an application
+//! is over, its logs go to the RM's log store (`app_end`, `aggregation`).
 
+mod aggregation;
+mod app_end;
 mod capacity;
 pub mod config;
 mod container_manager;
 mod containers;
+mod diagnostics;
 mod error;
+mod exposition;
+mod follow;
 mod launch;
 mod layout;
 mod logs;
+mod metrics;
+mod monitor;
 mod node;
+mod recovery;
 mod rm_client;
+mod state_store;
 mod status_updater;
 mod tasks;
 mod web;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
+use sha2::{Digest, Sha256};
+use spindle_containers::cgroup::{CgroupVersion, NodeCgroups};
 use spindle_containers::localize::Localizer;
 use spindle_containers::{NodeId, exit_status};
 use spindle_protocol::container_manager_server::ContainerManagerServer;
@@ -30,14 +44,16 @@ use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
 
 pub use capacity::node_capacity;
-pub use config::NmConfig;
+pub use config::{CgroupMode, NmConfig};
 pub use error::{LaunchError, NmError};
 pub use node::INHERITED_ENV;
 
 use crate::container_manager::ContainerManagerService;
 use crate::containers::ContainerTable;
 use crate::layout::Layout;
+use crate::metrics::NodeMetrics;
 use crate::node::Node;
+use crate::state_store::{Journal, StateStore};
 use crate::tasks::Tasks;
 
 /// A running node manager.
@@ -97,12 +113,57 @@ fn reachable(addr: SocketAddr) -> String {
     }
 }
 
+/// The node's cgroup name: the same for every run on one work dir (so a restarted node manager
+/// finds its containers' cgroups), different for two node managers in one process.
+fn cgroup_name(work_dir: &Path) -> String {
+    let digest = Sha256::digest(work_dir.as_os_str().as_encoded_bytes());
+    format!("nm-{}", &hex::encode(digest)[..16])
+}
+
+/// The node's cgroups as configured and as the host allows. Where it allows none, containers run
+/// without, and the first node manager of the process says why.
+fn node_cgroups(mode: CgroupMode, work_dir: &Path) -> Option<NodeCgroups> {
+    static EXPLAINED: AtomicBool = AtomicBool::new(false);
+    match mode {
+        CgroupMode::Off => {
+            tracing::info!("cgroups are off: the memory monitor alone enforces memory limits");
+            None
+        }
+        CgroupMode::Auto => match NodeCgroups::create(&cgroup_name(work_dir)) {
+            Ok(cgroups) => {
+                tracing::info!(
+                    cgroup = %cgroups.dir().display(),
+                    "containers get {} memory limits",
+                    cgroups.version()
+                );
+                Some(cgroups)
+            }
+            Err(e) => {
+                if !EXPLAINED.swap(true, Ordering::SeqCst) {
+                    tracing::warn!(
+                        "containers run without cgroups, the memory monitor alone enforces                          memory limits: {e}"
+                    );
+                }
+                None
+            }
+        },
+    }
+}
+
 impl NodeManager {
     /// Binds its ports, starts registering with the RM (retrying with back-off until the RM is
     /// up), returns at once without waiting for registration.
     pub async fn start(config: NmConfig) -> Result<NodeManager, NmError> {
         let channel = rm_client::channel(&config.rm)?;
+        if config.monitor_interval.is_zero() {
+            return Err(NmError::MonitorInterval);
+        }
         let work_dir = prepare_work_dir(&config.work_dir)?;
+        // First, so that a second node manager on this work dir is refused before it binds.
+        let layout = Layout::new(work_dir);
+        let store = StateStore::open(&layout.state_file())?;
+        let records = store.load()?;
+        let journal = Journal::start(store, layout.clone()).map_err(NmError::StateStoreThread)?;
         let rpc_listener = bind("bind", config.bind).await?;
         let rpc_addr = local_addr("bind", &rpc_listener, config.bind)?;
         let web_bind = config
@@ -121,7 +182,8 @@ impl NodeManager {
         } else {
             format!("{}:{}", node_id.host(), web_addr.port())
         };
-        let layout = Layout::new(work_dir);
+        let cgroups = node_cgroups(config.cgroups, layout.root());
+        let (shutdown, stop_signal) = watch::channel(false);
         let node = Arc::new(Node {
             hostname: config
                 .hostname
@@ -132,19 +194,34 @@ impl NodeManager {
             http_address,
             capability: node_capacity(config.memory_mb, config.vcores),
             rm_address: config.rm.clone(),
+            rm_channel: channel.clone(),
             kill_grace: config.kill_grace,
             localizer: Localizer::new(
                 layout.file_cache(),
                 Arc::new(rm_client::StagingFetch::new(channel.clone())),
             ),
             layout,
-            containers: ContainerTable::default(),
+            cgroups,
+            containers: ContainerTable::new(journal),
             tasks: Tasks::default(),
+            metrics: NodeMetrics::default(),
+            watched_apps: Default::default(),
             default_user: node::current_user(),
             inherited_env: node::inherited_env(),
+            stopping: stop_signal.clone(),
         });
 
-        let (shutdown, stop_signal) = watch::channel(false);
+        let recovered = recovery::recover(&node, records).await;
+        if recovered != recovery::Recovered::default() {
+            tracing::info!(
+                running = recovered.running,
+                ended_meanwhile = recovered.ended_meanwhile,
+                complete = recovered.complete_before,
+                "took back the containers of the node manager's previous run"
+            );
+        }
+        app_end::watch_apps_with_logs(&node).await;
+
         let signal = |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|stop| *stop).await;
         };
@@ -169,6 +246,11 @@ impl NodeManager {
                     tracing::error!("the node manager's web server failed: {e}");
                 }
             }),
+            tokio::spawn(monitor::run(
+                Arc::clone(&node),
+                config.monitor_interval,
+                stop_signal.clone(),
+            )),
             tokio::spawn(status_updater::run(Arc::clone(&node), channel, stop_signal)),
         ];
         tracing::info!(
@@ -206,6 +288,16 @@ impl NodeManager {
         self.node.layout.root()
     }
 
+    /// The cgroup version containers are limited with; `None` when they run without cgroups.
+    pub fn cgroup_version(&self) -> Option<CgroupVersion> {
+        self.node.cgroups.as_ref().map(NodeCgroups::version)
+    }
+
+    /// The node's cgroup, parent of its containers' cgroups; `None` when they run without.
+    pub fn cgroup_dir(&self) -> Option<&Path> {
+        self.node.cgroups.as_ref().map(NodeCgroups::dir)
+    }
+
     /// Stops serving, stops every running container (SIGTERM → grace → SIGKILL), waits.
     pub async fn shutdown(mut self) {
         self.shut_down = true;
@@ -216,6 +308,11 @@ impl NodeManager {
         // Nobody will hear of these completions: the node is going away with them.
         launch::stop_all(&self.node, exit_status::ABORTED).await;
         self.node.tasks.join_all().await;
+        // The store is closed, so a node manager started next on this work dir can open it.
+        self.node.containers.journal_handle().close().await;
+        if let Some(cgroups) = &self.node.cgroups {
+            cgroups.remove_if_empty();
+        }
         tracing::info!(node_id = %self.node.node_id, "node manager stopped");
     }
 }
@@ -238,6 +335,16 @@ impl Drop for NodeManager {
         }
         for process in processes {
             process.kill();
+        }
+        // The watchers remove the containers' cgroups as the kills land; then the node's own.
+        if let Some(cgroups) = self.node.cgroups.clone()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            let node = Arc::clone(&self.node);
+            runtime.spawn(async move {
+                node.tasks.join_all().await;
+                cgroups.remove_if_empty();
+            });
         }
     }
 }

@@ -1,13 +1,20 @@
 //! What every part of a running node manager shares: who the node is, where its files live, its
-//! container table and localizer, and the tasks it has started.
+//! container table, localizer and cgroups, its metrics, and the tasks it has started.
 
+use std::collections::HashSet;
+use std::sync::Mutex;
 use std::time::Duration;
 
+use tokio::sync::watch;
+use tonic::transport::Channel;
+
+use spindle_containers::cgroup::NodeCgroups;
 use spindle_containers::localize::Localizer;
-use spindle_containers::{NodeId, Resource};
+use spindle_containers::{ApplicationId, NodeId, Resource};
 
 use crate::containers::ContainerTable;
 use crate::layout::Layout;
+use crate::metrics::NodeMetrics;
 use crate::tasks::Tasks;
 
 /// Variables a container inherits from the node manager's own environment (YARN's
@@ -26,14 +33,25 @@ pub struct Node {
     pub capability: Resource,
     /// The RM's address exactly as configured (containers get it as `SPINDLE_RM_ADDRESS`).
     pub rm_address: String,
+    /// To the RM: its services beyond the heartbeats (application watches, the log store).
+    pub rm_channel: Channel,
     pub kill_grace: Duration,
     pub layout: Layout,
     pub containers: ContainerTable,
     pub localizer: Localizer,
+    /// Where containers get their cgroups; `None` where the host has none writable (or they
+    /// are turned off), and the memory monitor alone enforces limits.
+    pub cgroups: Option<NodeCgroups>,
     pub tasks: Tasks,
+    pub metrics: NodeMetrics,
+    /// Applications whose end this node is watching for at the RM.
+    pub watched_apps: Mutex<HashSet<ApplicationId>>,
     /// `USER` for containers whose request names no user: the node manager's own.
     pub default_user: String,
     pub inherited_env: Vec<(String, String)>,
+    /// Turns true when the node manager stops: long-lived work (log followers, clean-ups
+    /// waiting on the RM) ends then instead of holding shutdown up.
+    pub stopping: watch::Receiver<bool>,
 }
 
 /// The whitelisted part of this process's environment, with a PATH in any case.

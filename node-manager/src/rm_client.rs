@@ -1,6 +1,6 @@
 //! The node manager's connection to the RM: one lazily connected gRPC channel for the resource
-//! tracker (registration, heartbeats) and the staging store, which is where localization fetches
-//! the files containers need.
+//! tracker (registration, heartbeats), application watches, the log store, and the staging store,
+//! which is where localization fetches the files containers need.
 
 use std::time::Duration;
 
@@ -15,6 +15,9 @@ use crate::error::NmError;
 
 /// How long to wait for a connection to the RM before an attempt counts as failed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// HTTP/2 pings on the channel, so a watch on an RM that vanished without a word ends.
+const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
+const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 /// A fetch that delivers nothing for this long has failed (a hung RM must not hang a launch).
 const FETCH_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -35,7 +38,12 @@ pub fn channel(rm: &str) -> Result<Channel, NmError> {
     }
     let endpoint =
         Endpoint::from_shared(url).map_err(|e| bad(format!("{e}; expected host:port")))?;
-    Ok(endpoint.connect_timeout(CONNECT_TIMEOUT).connect_lazy())
+    Ok(endpoint
+        .connect_timeout(CONNECT_TIMEOUT)
+        .http2_keep_alive_interval(KEEP_ALIVE_INTERVAL)
+        .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
+        .keep_alive_while_idle(true)
+        .connect_lazy())
 }
 
 /// Fetches files from the RM's `StagingStore`.

@@ -3,21 +3,22 @@
 //! Heartbeats go at the interval the RM asks for, and at once (coalesced) whenever a container
 //! completes, so completions reach application masters without waiting for the next beat. The
 //! RM's answers are carried out here: acknowledgements, containers and applications to clean
-//! up, and re-registration when the RM no longer knows this node.
+//! up (see `app_end`), and re-registration when the RM no longer knows this node.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::join_all;
 use spindle_containers::{ApplicationId, ContainerId, exit_status};
 use spindle_protocol as proto;
 use spindle_protocol::resource_tracker_client::ResourceTrackerClient;
 use tokio::sync::watch;
 use tonic::transport::Channel;
 
+use crate::app_end;
 use crate::launch;
 use crate::node::Node;
+use crate::state_store::StopReason;
 
 const FIRST_RETRY: Duration = Duration::from_millis(100);
 const MAX_RETRY: Duration = Duration::from_secs(5);
@@ -152,31 +153,16 @@ fn carry_out(node: &Arc<Node>, answer: &proto::NodeHeartbeatResponse) {
     for id in parse_all::<ContainerId>(&answer.containers_to_cleanup) {
         let node_ = Arc::clone(node);
         node.tasks.spawn(async move {
-            launch::stop(&node_, id, exit_status::KILLED_BY_RESOURCEMANAGER).await;
+            launch::stop(
+                &node_,
+                id,
+                StopReason::status(exit_status::KILLED_BY_RESOURCEMANAGER),
+            )
+            .await;
         });
     }
     for app in parse_all::<ApplicationId>(&answer.applications_to_cleanup) {
-        let Some(containers) = node.containers.finish_app(app) else {
-            continue;
-        };
-        let node_ = Arc::clone(node);
-        node.tasks.spawn(async move {
-            clean_up_application(&node_, app, containers).await;
-        });
-    }
-}
-
-/// Stops an ended application's containers (-107) and deletes its working dirs; its logs stay.
-async fn clean_up_application(node: &Arc<Node>, app: ApplicationId, containers: Vec<ContainerId>) {
-    let stops = containers
-        .into_iter()
-        .map(|id| launch::stop(node, id, exit_status::KILLED_AFTER_APP_COMPLETION));
-    join_all(stops).await;
-    let dir = node.layout.app_dir(app);
-    match tokio::fs::remove_dir_all(&dir).await {
-        Ok(()) => tracing::info!(%app, "cleaned up the application's working directories"),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => tracing::warn!(%app, "cannot delete {}: {e}", dir.display()),
+        app_end::clean_up(node, app);
     }
 }
 

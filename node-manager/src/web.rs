@@ -1,6 +1,10 @@
 //! The node manager's HTTP surface, after YARN's NM web app: containers' log files as plain text
-//! (`GET /node/containerlogs/<container_id>/<file>`) and the node's description as JSON
-//! (`GET /ws/v1/node/info`).
+//! (`GET /node/containerlogs/<container_id>/<file>`), the node's description as JSON
+//! (`GET /ws/v1/node/info`), and its metrics for Prometheus (`GET /metrics`).
+//!
+//! A log that is no longer here because it was aggregated is served from the RM's log store
+//! (YARN redirects to its log server), so links to this node's logs keep working after the
+//! application ends.
 
 use std::sync::Arc;
 
@@ -14,6 +18,8 @@ use axum::routing::get;
 use futures::StreamExt;
 use spindle_containers::ContainerId;
 
+use crate::aggregation;
+use crate::exposition;
 use crate::logs::{self, LogError};
 use crate::node::Node;
 
@@ -24,6 +30,7 @@ pub fn router(node: Arc<Node>) -> Router {
             get(container_log),
         )
         .route("/ws/v1/node/info", get(node_info))
+        .route("/metrics", get(metrics))
         .with_state(node)
 }
 
@@ -48,6 +55,12 @@ async fn container_log(
         Ok(path) => logs::read_from(path, 0).await,
         Err(e) => Err(e),
     };
+    if let Err(LogError::NoContainer(_) | LogError::NoFile { .. }) = &opened
+        && let Some(chunks) = aggregation::read_aggregated(&node, id, &file).await
+    {
+        let body = Body::from_stream(chunks.map(|chunk| chunk.map(Bytes::from)));
+        return ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response();
+    }
     match opened {
         Ok(chunks) => {
             let body = Body::from_stream(chunks.map(|chunk| chunk.map(Bytes::from)));
@@ -99,4 +112,11 @@ async fn node_info(State(node): State<Arc<Node>>) -> impl IntoResponse {
             num_containers,
         }
     }))
+}
+
+async fn metrics(State(node): State<Arc<Node>>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, exposition::CONTENT_TYPE)],
+        exposition::render_node(&node),
+    )
 }

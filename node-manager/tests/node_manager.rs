@@ -6,9 +6,10 @@ mod support;
 
 use std::collections::HashMap;
 
+use spindle_node_manager::{NmConfig, NodeManager};
 use spindle_protocol as proto;
 use support::{
-    APP, FakeRm, Node, SLOW_HEARTBEAT_MS, completion, container_id, ended, guarded, http,
+    APP, FakeRm, Node, SLOW_HEARTBEAT_MS, completion, container_id, ended, guarded, http, pid,
     run_program, sha256, written,
 };
 use tonic::Code;
@@ -35,10 +36,6 @@ const CHATTY_PROGRAM: &[u8] = b"#!/bin/bash
 printf 'line1\\nline2\\n'
 echo err >&2
 ";
-
-fn pid(text: &str) -> u32 {
-    text.trim().parse().expect("a pid")
-}
 
 #[tokio::test]
 async fn registers_with_the_rm() {
@@ -392,6 +389,7 @@ async fn logs_are_listed_read_and_served_over_http() {
                     size: 12
                 },
             ],
+            node_id: node.nm().node_id().to_string(),
         }]
     );
 
@@ -401,6 +399,7 @@ async fn logs_are_listed_read_and_served_over_http() {
             container_id: container_id(1),
             file: file.into(),
             offset,
+            follow: false,
         };
         async move {
             let mut stream = client.read_container_log(request).await?.into_inner();
@@ -503,7 +502,25 @@ async fn the_rm_cleans_up_containers_and_applications() {
         }
     })
     .await;
-    assert!(node.log_dir(2).join("stdout").exists(), "logs are kept");
+    // The logs go to the RM's log store (these programs write none: empty files go too), and
+    // once it has them, they are deleted here.
+    let upload = guarded("the logs to be uploaded", rm.uploads.recv())
+        .await
+        .unwrap();
+    assert_eq!(upload.node_id, node.nm().node_id().to_string());
+    let uploaded: Vec<(String, String)> = upload.files.keys().cloned().collect();
+    let expected: Vec<(String, String)> = [1, 2]
+        .into_iter()
+        .flat_map(|n| ["stderr", "stdout"].map(|f| (container_id(n), f.to_string())))
+        .collect();
+    assert_eq!(uploaded, expected);
+    let log_dir = node.root().join("logs").join(APP);
+    guarded("the uploaded logs to be deleted here", async {
+        while log_dir.exists() {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await;
     let late = node
         .start_containers(vec![run_program(3, &digest, size, &[])])
         .await;
@@ -558,7 +575,41 @@ async fn dropping_the_node_manager_kills_its_containers() {
         .await;
     let program = pid(&written(&node.container_dir(1).join("fg.pid")).await);
     let grandchild = pid(&std::fs::read_to_string(node.container_dir(1).join("bg.pid")).unwrap());
+    let cgroup = node.nm().cgroup_dir().map(std::path::Path::to_path_buf);
     drop(node.nm.take());
     ended(program).await;
     ended(grandchild).await;
+    if let Some(cgroup) = cgroup {
+        guarded("the node's cgroups to be removed", async {
+            while cgroup.exists() {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn a_work_dir_serves_one_node_manager_and_settings_are_checked() {
+    let rm = FakeRm::start("127.0.0.1:0".parse().unwrap(), SLOW_HEARTBEAT_MS).await;
+    let node = Node::start(rm.addr).await;
+    let same_dir = support::config(rm.addr, node.work_dir.path());
+    let err = NodeManager::start(same_dir.clone()).await.err().unwrap();
+    assert!(
+        err.to_string().starts_with(&format!(
+            "state store {}",
+            node.root().join("state/containers.redb").display()
+        )),
+        "{err}"
+    );
+    let zero = NmConfig {
+        monitor_interval: std::time::Duration::ZERO,
+        ..same_dir
+    };
+    let err = NodeManager::start(zero).await.err().unwrap();
+    assert_eq!(
+        err.to_string(),
+        "monitor-interval must be more than 0 (e.g. 3s or 500ms)"
+    );
+    node.shutdown().await;
 }

@@ -49,6 +49,12 @@ pub struct RmConfig {
     /// Finished applications kept, in memory and in the state store (YARN's
     /// `yarn.resourcemanager.max-completed-applications`); the oldest are forgotten first.
     pub max_completed_applications: usize,
+    /// The client secret that calls changing something over HTTP must present
+    /// (`Authorization: Bearer <secret>`): a file only its owner may read. None: the RM
+    /// generates `state-dir/client.secret` on its first start and keeps using it.
+    pub secret_file: Option<PathBuf>,
+    /// Whether reads on the web port (the UI, REST GETs and `/metrics`) need no secret.
+    pub anonymous_reads: bool,
 }
 
 impl Default for RmConfig {
@@ -66,6 +72,8 @@ impl Default for RmConfig {
             default_max_attempts: 2,
             max_attempts_limit: 10,
             max_completed_applications: 10_000,
+            secret_file: None,
+            anonymous_reads: true,
         }
     }
 }

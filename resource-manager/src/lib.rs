@@ -3,18 +3,21 @@
 //! `ResourceManager::start` recovers what an earlier run on the same state directory kept, binds
 //! the gRPC port (and the web port, if configured) and serves until `shutdown`. The rules live in
 //! [`core`], a plain value with no I/O; [`store`] keeps what must survive a restart; `server` is
-//! the shell of services and the one task that owns the core.
+//! the shell of services and the one task that owns the core; `web` is the HTTP port (REST API,
+//! UI, metrics).
 
 pub mod config;
 pub mod core;
 mod server;
 pub mod store;
+mod web;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 pub use config::{Placement, RmConfig};
 pub use server::{STAGING_CHUNK_BYTES, STORE_FILE};
+pub use web::SECRET_FILE;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RmError {
@@ -31,6 +34,8 @@ pub enum RmError {
     },
     #[error(transparent)]
     StateStore(#[from] store::StoreError),
+    #[error("client secret file {}: {problem}", path.display())]
+    Secret { path: PathBuf, problem: String },
     #[error("invalid resource manager configuration: {field} {problem}")]
     Config {
         field: &'static str,

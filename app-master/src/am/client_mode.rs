@@ -1,16 +1,15 @@
 //! Client mode, Spark's `runExecutorLauncher`: the driver runs in the submitting process, so
-//! this AM only registers, keeps executors running that connect back to the driver's URL, and
-//! unregisters when the driver goes away ([`DriverWatch`]) or the RM shuts the attempt down.
+//! this AM only registers, keeps executors running that connect back to the driver's URL,
+//! follows the executor total the driver requests, and unregisters when the driver goes away
+//! (both heard through [`DriverWatch`]) or the RM shuts the attempt down.
 //!
 //! The final status says how the driver went: SUCCEEDED when it shut down in order (the AM
 //! cannot know whether the user's driver function succeeded; the submitting process does, as
-//! in Spark), FAILED when its connection was lost or the executors could not be kept. The
-//! executor target stays `num_executors`: the driver's `request_total_executors` has no way to
-//! reach an AM in another process over the current protocol.
+//! in Spark), FAILED when its connection was lost or the executors could not be kept.
 
 use tracing::{error, info, warn};
 
-use super::driver_watch::{DriverEnd, DriverWatch};
+use super::driver_watch::{DriverEnd, DriverEvent, DriverWatch};
 use super::executors::{Executors, ExecutorsEnd};
 use super::{AmSetup, EXIT_FAILURE, fail_unstarted, unregister};
 use crate::amrm_client::FinalStatus;
@@ -53,9 +52,17 @@ pub(crate) async fn run_executor_launcher(setup: AmSetup) -> i32 {
 
     let launch = program.for_driver(&driver_url, config.executor_cores, env.application_id);
     let mut executors = Executors::start(client.clone(), &registration, &env.user, &config, launch);
-    let end = tokio::select! {
-        end = watch.ended() => End::Driver(end),
-        end = executors.ended() => End::Executors(end),
+    let end = loop {
+        tokio::select! {
+            event = watch.next_event() => match event {
+                DriverEvent::ExecutorTarget(total) => {
+                    info!(total, "the driver requested a new total of executors");
+                    executors.set_target(total);
+                }
+                DriverEvent::Ended(end) => break End::Driver(end),
+            },
+            end = executors.ended() => break End::Executors(end),
+        }
     };
     executors.stop().await;
 

@@ -1,6 +1,7 @@
-//! How a client-mode AM learns that the driver, which lives in the submitting process, has
-//! ended: it holds one `Driver.Session` open without ever registering, as Spark's
-//! ExecutorLauncher holds an RPC connection to the driver and finishes on `onDisconnected`.
+//! How a client-mode AM hears from the driver, which lives in the submitting process: it holds
+//! one `Driver.Session` open without ever registering, as Spark's ExecutorLauncher holds an RPC
+//! connection to the driver. Over it come the driver's executor target (Spark's
+//! `RequestExecutors`) and the driver's end (Spark's `onDisconnected`).
 //!
 //! Why this signal: it is the driver's own word. A driver that shuts down in order sends
 //! `Shutdown` on sessions that never registered, then ends them (`Stopped`); a driver whose
@@ -33,6 +34,15 @@ pub struct WatchError {
     pub url: String,
     pub attempts: u32,
     pub reason: String,
+}
+
+/// What the driver said or did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DriverEvent {
+    /// It wants this many executors in all (its `request_total_executors`).
+    ExecutorTarget(u32),
+    /// It went away; nothing follows.
+    Ended(DriverEnd),
 }
 
 /// How the driver went away.
@@ -97,20 +107,36 @@ impl DriverWatch {
         &self.url
     }
 
-    /// Waits until the driver goes away. Cancel-safe: dropping the future loses nothing.
+    /// Waits for the driver's next word: a new executor target, or its end (after which
+    /// the watch must not be asked again). Cancel-safe: dropping the future loses nothing.
+    pub async fn next_event(&mut self) -> DriverEvent {
+        loop {
+            let message = match self.inbound.message().await {
+                Ok(Some(DriverMessage { message })) => message,
+                Ok(None) => {
+                    return DriverEvent::Ended(DriverEnd::Lost(
+                        "its session ended without Shutdown (it did not stop in order)".into(),
+                    ));
+                }
+                Err(status) => return DriverEvent::Ended(DriverEnd::Lost(status.to_string())),
+            };
+            match message {
+                Some(driver_message::Message::Shutdown(_)) => {
+                    return DriverEvent::Ended(DriverEnd::Stopped);
+                }
+                Some(driver_message::Message::ExecutorTarget(target)) => {
+                    return DriverEvent::ExecutorTarget(target.total);
+                }
+                other => warn!(message = ?other, "ignored a message from the driver"),
+            }
+        }
+    }
+
+    /// Waits until the driver goes away, passing over its executor targets.
     pub async fn ended(&mut self) -> DriverEnd {
         loop {
-            match self.inbound.message().await {
-                Ok(Some(DriverMessage {
-                    message: Some(driver_message::Message::Shutdown(_)),
-                })) => return DriverEnd::Stopped,
-                Ok(Some(message)) => warn!(?message, "ignored a message from the driver"),
-                Ok(None) => {
-                    return DriverEnd::Lost(
-                        "its session ended without Shutdown (it did not stop in order)".into(),
-                    );
-                }
-                Err(status) => return DriverEnd::Lost(status.to_string()),
+            if let DriverEvent::Ended(end) = self.next_event().await {
+                return end;
             }
         }
     }
@@ -145,6 +171,36 @@ mod tests {
         assert_eq!(guarded("end", watch.ended()).await, DriverEnd::Stopped);
         guarded("shutdown", shutdown).await.unwrap();
         assert!(executors.borrow().is_empty(), "a watch never registers");
+    }
+
+    #[tokio::test]
+    async fn the_watch_hears_the_drivers_executor_target_then_its_end() {
+        let endpoint = DriverEndpoint::start(DriverConfig::default(), TaskRegistry::default())
+            .await
+            .unwrap();
+        let context = endpoint.context();
+        // Requested before the watch opens: sent when it starts.
+        context.request_total_executors(3);
+        let mut watch = guarded("open", DriverWatch::open(endpoint.url()))
+            .await
+            .unwrap();
+        assert_eq!(
+            guarded("first target", watch.next_event()).await,
+            DriverEvent::ExecutorTarget(3)
+        );
+        // The same total again is no change; the next word is the new total.
+        context.request_total_executors(3);
+        context.request_total_executors(5);
+        assert_eq!(
+            guarded("changed target", watch.next_event()).await,
+            DriverEvent::ExecutorTarget(5)
+        );
+        let shutdown = tokio::spawn(endpoint.shutdown());
+        assert_eq!(
+            guarded("end", watch.next_event()).await,
+            DriverEvent::Ended(DriverEnd::Stopped)
+        );
+        guarded("shutdown", shutdown).await.unwrap();
     }
 
     #[test]

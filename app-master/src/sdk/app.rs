@@ -16,6 +16,10 @@ use super::context::DriverContext;
 /// A task as the executor runs it: input bytes in, output bytes or an error message out.
 type ErasedTask = Arc<dyn Fn(&[u8]) -> Result<Vec<u8>, String> + Send + Sync>;
 
+/// User code that runs before the driver's context exists, with the program's arguments
+/// (Spark: a `main` that works before it creates its `SparkContext`).
+pub type BeforeContextFn = Arc<dyn Fn(&[String]) -> Result<(), String> + Send + Sync>;
+
 /// The user's driver: plans the work and runs jobs through the context.
 pub type DriverFn = Arc<dyn Fn(&DriverContext) -> Result<(), String> + Send + Sync>;
 
@@ -135,6 +139,7 @@ pub struct App {
     name: String,
     tasks: TaskRegistry,
     driver: Option<DriverFn>,
+    before_context: Option<BeforeContextFn>,
     /// Registration mistakes, kept until [`App::check`] so the builder chain stays infallible.
     problems: Vec<AppError>,
 }
@@ -145,6 +150,7 @@ impl App {
             name: name.into(),
             tasks: TaskRegistry::default(),
             driver: None,
+            before_context: None,
             problems: Vec::new(),
         }
     }
@@ -178,6 +184,25 @@ impl App {
     {
         self.driver = Some(Arc::new(driver));
         self
+    }
+
+    /// Sets work the driver does before its context exists (reading input, say). In cluster
+    /// mode the AM waits at most `--am-wait-time` for the context, so a step that never ends
+    /// fails the attempt with exit 13, as in Spark.
+    pub fn before_context<F>(mut self, step: F) -> App
+    where
+        F: Fn(&[String]) -> Result<(), String> + Send + Sync + 'static,
+    {
+        self.before_context = Some(Arc::new(step));
+        self
+    }
+
+    /// Runs the step set by [`App::before_context`], if any.
+    pub fn run_before_context(&self, args: &[String]) -> Result<(), String> {
+        match &self.before_context {
+            Some(step) => step(args),
+            None => Ok(()),
+        }
     }
 
     pub fn name(&self) -> &str {

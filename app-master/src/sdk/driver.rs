@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use spindle_protocol::driver_server::{Driver, DriverServer};
 use spindle_protocol::{
-    DriverMessage, ExecutorMessage, RegisterExecutor, RegisterExecutorFailed, RegisteredExecutor,
-    Shutdown, StatusUpdate, driver_message, executor_message, status_update,
+    DriverMessage, ExecutorMessage, ExecutorTarget, RegisterExecutor, RegisterExecutorFailed,
+    RegisteredExecutor, Shutdown, StatusUpdate, driver_message, executor_message, status_update,
 };
 use tokio::net::TcpListener;
 use tokio::runtime::Handle;
@@ -184,6 +184,7 @@ impl DriverEndpoint {
             next_session: Arc::new(AtomicU64::new(0)),
             drop_sessions: drop_sessions_rx,
             stopping: stopping_rx,
+            executor_target: executor_target.subscribe(),
         };
         let (stop_server, stop_rx) = oneshot::channel::<()>();
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
@@ -501,6 +502,7 @@ struct DriverService {
     next_session: Arc<AtomicU64>,
     drop_sessions: watch::Receiver<bool>,
     stopping: watch::Receiver<bool>,
+    executor_target: watch::Receiver<Option<u32>>,
 }
 
 #[tonic::async_trait]
@@ -523,6 +525,7 @@ impl Driver for DriverService {
             events: self.events.clone(),
             drop_sessions: self.drop_sessions.clone(),
             stopping: self.stopping.clone(),
+            executor_target: self.executor_target.clone(),
         };
         tokio::spawn(
             reader
@@ -540,22 +543,12 @@ struct SessionReader {
     events: mpsc::UnboundedSender<Event>,
     drop_sessions: watch::Receiver<bool>,
     stopping: watch::Receiver<bool>,
+    executor_target: watch::Receiver<Option<u32>>,
 }
 
 impl SessionReader {
     async fn run(mut self, outbox: Outbox) {
-        // A session that has not registered when the endpoint stops is not an executor: it is
-        // a client-mode AM watching the driver. It gets Shutdown, then the end of its stream:
-        // that message, which no dying process sends, is how it tells an orderly stop from a
-        // lost driver.
-        let mut stopping = self.stopping.clone();
-        let first = tokio::select! {
-            first = self.next() => first,
-            Ok(_) = stopping.wait_for(|stopping| *stopping) => {
-                let _ = outbox.send(Ok(message(driver_message::Message::Shutdown(Shutdown {}))));
-                None
-            }
-        };
+        let first = self.first_message(&outbox).await;
         let registered = match first {
             Some(executor_message::Message::Register(register)) => {
                 let (info, app_id) = executor_info(register);
@@ -599,6 +592,39 @@ impl SessionReader {
         let _ = self.events.send(Event::SessionEnded {
             session: self.session,
         });
+    }
+
+    /// Waits for the session's first message. Until it comes, the session may be a client-mode
+    /// AM watching the driver, which never registers: it is sent the executor target (the one
+    /// already requested, then every change) as Spark's driver sends `RequestExecutors` to its
+    /// AM, and when the endpoint stops, Shutdown then the end of its stream: that message,
+    /// which no dying process sends, is how the AM tells an orderly stop from a lost driver.
+    /// An executor that opens its session may see a target too before its registration
+    /// arrives; executors ignore it.
+    async fn first_message(&mut self, outbox: &Outbox) -> Option<executor_message::Message> {
+        let mut stopping = self.stopping.clone();
+        let mut target = self.executor_target.clone();
+        let mut sent = None;
+        let mut send_target = |total: Option<u32>| {
+            if let Some(total) = total.filter(|total| sent != Some(*total)) {
+                debug!(total, "sending the executor target to a watching session");
+                sent = Some(total);
+                let target = driver_message::Message::ExecutorTarget(ExecutorTarget { total });
+                let _ = outbox.send(Ok(message(target)));
+            }
+        };
+        send_target(*target.borrow_and_update());
+        loop {
+            tokio::select! {
+                first = self.next() => return first,
+                Ok(_) = stopping.wait_for(|stopping| *stopping) => {
+                    let _ = outbox.send(Ok(message(driver_message::Message::Shutdown(Shutdown {}))));
+                    return None;
+                }
+                // An error means the endpoint is gone; `stopping` or the stream ends then.
+                Ok(()) = target.changed() => send_target(*target.borrow_and_update()),
+            }
+        }
     }
 
     /// The next message with a body; `None` when the stream ended, failed, or the endpoint

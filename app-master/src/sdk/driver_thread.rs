@@ -59,6 +59,7 @@ pub fn spawn_driver(
     })?;
     let tasks = app.tasks().clone();
     let app_name = app.name().to_string();
+    let before_context = app.clone();
     let (outcome_tx, outcome) = oneshot::channel();
     std::thread::Builder::new()
         .name("driver".to_string())
@@ -66,6 +67,7 @@ pub fn spawn_driver(
             let span = tracing::info_span!("driver_thread", app = %app_name);
             let _entered = span.enter();
             let outcome = (|| {
+                before_context.run_before_context(&config.args)?;
                 let endpoint = runtime
                     .block_on(DriverEndpoint::start(config, tasks))
                     .map_err(|e| format!("cannot start the driver endpoint: {e}"))?;

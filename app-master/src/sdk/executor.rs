@@ -268,22 +268,29 @@ async fn await_registration(
         url: args.driver_url.clone(),
         reason,
     };
-    match inbound.message().await {
-        Ok(Some(DriverMessage {
-            message: Some(driver_message::Message::Registered(_)),
-        })) => Ok(()),
-        Ok(Some(DriverMessage {
-            message: Some(driver_message::Message::RegisterFailed(failed)),
-        })) => Err(ExecutorError::Refused {
-            url: args.driver_url.clone(),
-            executor_id: args.executor_id.clone(),
-            reason: failed.message,
-        }),
-        Ok(Some(other)) => Err(lost(format!(
-            "expected RegisteredExecutor as the driver's first message, got {other:?}"
-        ))),
-        Ok(None) => Err(lost("the session ended before registration".into())),
-        Err(status) => Err(lost(format!("registration failed: {status}"))),
+    loop {
+        return match inbound.message().await {
+            Ok(Some(DriverMessage {
+                message: Some(driver_message::Message::Registered(_)),
+            })) => Ok(()),
+            Ok(Some(DriverMessage {
+                message: Some(driver_message::Message::RegisterFailed(failed)),
+            })) => Err(ExecutorError::Refused {
+                url: args.driver_url.clone(),
+                executor_id: args.executor_id.clone(),
+                reason: failed.message,
+            }),
+            // Meant for a client-mode AM watching the driver: the driver sends it to every
+            // session that has not registered yet, which this one briefly is.
+            Ok(Some(DriverMessage {
+                message: Some(driver_message::Message::ExecutorTarget(_)),
+            })) => continue,
+            Ok(Some(other)) => Err(lost(format!(
+                "expected RegisteredExecutor as the driver's first message, got {other:?}"
+            ))),
+            Ok(None) => Err(lost("the session ended before registration".into())),
+            Err(status) => Err(lost(format!("registration failed: {status}"))),
+        };
     }
 }
 

@@ -119,6 +119,7 @@ pub fn run_local_with_args(
         )
     })?;
     app.check().map_err(|e| e.to_string())?;
+    app.run_before_context(&args)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("spindle-local")

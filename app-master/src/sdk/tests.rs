@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use spindle_protocol::driver_client::DriverClient;
 use spindle_protocol::{
-    DriverMessage, ExecutorMessage, RegisterExecutor, driver_message, executor_message,
+    DriverMessage, ExecutorMessage, ExecutorTarget, RegisterExecutor, driver_message,
+    executor_message,
 };
 use tokio::runtime::Runtime;
 use tokio::sync::mpsc;
@@ -407,6 +408,56 @@ fn unknown_tasks_timeouts_and_executor_requests_are_reported_without_executors()
     ctx.request_total_executors(6);
     assert_eq!(*target.borrow(), Some(6));
     guarded(&rt, "endpoint shutdown", endpoint.shutdown());
+}
+
+#[test]
+fn executors_pass_over_the_executor_target_a_watching_am_is_sent() {
+    let rt = runtime();
+    let app = App::new("target")
+        .task("square", |x: u64| -> Result<u64, String> { Ok(x * x) })
+        .driver(|_| Ok(()));
+    let endpoint = guarded(
+        &rt,
+        "start",
+        DriverEndpoint::start(config(4), app.tasks().clone()),
+    )
+    .unwrap();
+    let ctx = endpoint.context();
+    // Every session hears the target before its first message is read, executors too.
+    ctx.request_total_executors(2);
+
+    let url = endpoint.url().to_string();
+    let mut hand = guarded(
+        &rt,
+        "register",
+        HandDrivenExecutor::register(&url, "h", 1, "app-test"),
+    );
+    assert!(matches!(
+        guarded(&rt, "target", hand.next()),
+        driver_message::Message::ExecutorTarget(ExecutorTarget { total: 2 })
+    ));
+    assert!(matches!(
+        guarded(&rt, "registered", hand.next()),
+        driver_message::Message::Registered(_)
+    ));
+
+    let executors = start_executors(&rt, &app, endpoint.url(), &["1"], 2);
+    ctx.wait_for_executors(2, HANG_GUARD).unwrap();
+    // A registered session is an executor: later totals are not its business.
+    ctx.request_total_executors(4);
+    ctx.shutdown();
+    assert!(matches!(
+        guarded(&rt, "shutdown", hand.next()),
+        driver_message::Message::Shutdown(_)
+    ));
+    guarded(&rt, "endpoint shutdown", endpoint.shutdown());
+    for executor in executors {
+        let outcome = guarded(&rt, "executor exit", executor).unwrap();
+        assert!(
+            outcome.is_ok(),
+            "an executor told the target registers and exits cleanly: {outcome:?}"
+        );
+    }
 }
 
 #[test]

@@ -115,6 +115,7 @@ fn run_scenarios(filter: Option<&str>) {
         scenario!(executors_above_the_maximum_allocation_fail_the_application);
         scenario!(a_bad_app_config_fails_the_application_naming_the_field);
         scenario!(client_mode_launches_executors_for_a_driver_in_this_process);
+        scenario!(client_mode_grows_to_the_executors_the_driver_requests);
         scenario!(client_mode_fails_when_the_driver_is_lost);
         cluster.shutdown().await;
     });
@@ -254,13 +255,20 @@ async fn a_bad_app_config_fails_the_application_naming_the_field(cluster: &Clust
     );
 }
 
-async fn client_mode_launches_executors_for_a_driver_in_this_process(cluster: &Cluster) {
+/// Runs `app`'s driver in this process with `args`, submits a client-mode AM for it that
+/// starts with `num_executors`, and returns the application id, the driver's URL and the
+/// final report, which must be FINISHED/SUCCEEDED.
+async fn run_in_client_mode(
+    cluster: &Cluster,
+    args: &[&str],
+    num_executors: u32,
+) -> (String, String, spindle_protocol::ApplicationReport) {
     let app_id = cluster.new_application().await;
     let (promise, waiter) = context_promise();
     let config = DriverConfig {
         host: "127.0.0.1".into(),
         app_id: Some(app_id.clone()),
-        args: vec!["sum".into(), "12".into()],
+        args: args.iter().map(|a| a.to_string()).collect(),
         ..DriverConfig::default()
     };
     let driver = spawn_driver(&app(), config, Handle::current(), promise).unwrap();
@@ -268,14 +276,18 @@ async fn client_mode_launches_executors_for_a_driver_in_this_process(cluster: &C
         .await
         .unwrap();
     let app_config = format!(
-        r#"{{"deploy_mode":"client","driver_url":"{}","num_executors":2,"executor_memory_mb":256}}"#,
+        r#"{{"deploy_mode":"client","driver_url":"{}","num_executors":{num_executors},"executor_memory_mb":256}}"#,
         ready.driver_url
     );
     cluster
         .submit_as(&app_id, "client", &["ignored-in-client-mode"], &app_config)
         .await;
     resume.resume();
-    guarded("the driver", driver.wait()).await.unwrap();
+    let outcome = guarded("the driver", driver.wait()).await;
+    if let Err(e) = outcome {
+        cluster.print_logs(&app_id);
+        panic!("the driver in this process failed: {e}");
+    }
     let report = expect_final(
         cluster,
         &app_id,
@@ -283,8 +295,29 @@ async fn client_mode_launches_executors_for_a_driver_in_this_process(cluster: &C
         FinalStatus::Succeeded,
     )
     .await;
-    assert_eq!(report.tracking_url, ready.driver_url);
+    (app_id, ready.driver_url, report)
+}
+
+async fn client_mode_launches_executors_for_a_driver_in_this_process(cluster: &Cluster) {
+    let (app_id, driver_url, report) = run_in_client_mode(cluster, &["sum", "12"], 2).await;
+    assert_eq!(report.tracking_url, driver_url);
     assert!(logs_contain(cluster, &app_id, "registered with the driver"));
+}
+
+async fn client_mode_grows_to_the_executors_the_driver_requests(cluster: &Cluster) {
+    // The driver's "grow 3" waits until 3 executors registered; the AM starts with 1 and
+    // hears the new total over its watch of the driver.
+    let (app_id, _, report) = run_in_client_mode(cluster, &["grow", "3"], 1).await;
+    assert!(
+        logs_contain(
+            cluster,
+            &app_id,
+            "the driver requested a new total of executors"
+        ),
+        "the AM followed the driver's request"
+    );
+    // The AM and its three executors.
+    assert!(report.containers.len() >= 4, "{:?}", report.containers);
 }
 
 async fn client_mode_fails_when_the_driver_is_lost(cluster: &Cluster) {

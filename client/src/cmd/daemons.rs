@@ -1,6 +1,7 @@
 //! `spindle resource-manager` and `spindle node-manager`: build the daemon's config from
 //! `spindle.yaml` plus flags, start it, print where it listens (stdout, `key: value` lines that
-//! scripts and tests read), and run until SIGINT or SIGTERM, then shut down cleanly.
+//! scripts and tests read), and run until SIGINT or SIGTERM (caught from the start, so a stop
+//! right after the announcement is still clean), then shut down cleanly.
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -9,9 +10,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use spindle_node_manager::{NmConfig, NodeManager};
+use spindle_node_manager::{CgroupMode, NmConfig, NodeManager};
 use spindle_resource_manager::{ResourceManager, RmConfig};
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use super::args;
 use crate::config::SpindleConfig;
@@ -33,6 +34,10 @@ pub struct RmArgs {
     /// An AM silent this long has failed its attempt, e.g. 2s or 10m.
     #[arg(long, value_name = "DURATION", value_parser = args::duration)]
     pub am_liveness_expiry: Option<Duration>,
+    /// The client secret that changing REST calls must present (mode 0600; default: generated
+    /// as client.secret in the state dir on first start).
+    #[arg(long, value_name = "PATH", env = "SPINDLE_SECRET_FILE")]
+    pub secret_file: Option<PathBuf>,
 }
 
 impl RmArgs {
@@ -51,6 +56,9 @@ impl RmArgs {
         }
         if let Some(expiry) = self.am_liveness_expiry {
             config.am_liveness_expiry = expiry;
+        }
+        if let Some(path) = &self.secret_file {
+            config.secret_file = Some(path.clone());
         }
         config
     }
@@ -82,6 +90,22 @@ pub struct NmArgs {
     /// The address others reach this node at, and its node id, when --bind is a wildcard.
     #[arg(long, value_name = "HOST:PORT", value_parser = args::host_port)]
     pub advertise: Option<String>,
+    /// How often each container's memory is sampled, e.g. 500ms (default: 3s).
+    #[arg(long, value_name = "DURATION", value_parser = args::duration)]
+    pub monitor_interval: Option<Duration>,
+    /// Whether containers get cgroup memory limits: auto (where the host allows) or off.
+    #[arg(long, value_name = "MODE", value_parser = cgroup_mode)]
+    pub cgroups: Option<CgroupMode>,
+}
+
+fn cgroup_mode(s: &str) -> Result<CgroupMode, String> {
+    match s {
+        "auto" => Ok(CgroupMode::Auto),
+        "off" => Ok(CgroupMode::Off),
+        other => Err(format!(
+            "unknown cgroups mode {other:?}: expected auto or off"
+        )),
+    }
 }
 
 impl NmArgs {
@@ -110,11 +134,18 @@ impl NmArgs {
         if let Some(advertise) = &self.advertise {
             config.advertise = Some(advertise.clone());
         }
+        if let Some(interval) = self.monitor_interval {
+            config.monitor_interval = interval;
+        }
+        if let Some(cgroups) = self.cgroups {
+            config.cgroups = cgroups;
+        }
         config
     }
 }
 
 pub async fn run_resource_manager(args: RmArgs, config: SpindleConfig) -> anyhow::Result<ExitCode> {
+    let mut stop = StopSignals::install()?;
     let config = args.apply(config.resource_manager);
     let rm = ResourceManager::start(config)
         .await
@@ -127,13 +158,14 @@ pub async fn run_resource_manager(args: RmArgs, config: SpindleConfig) -> anyhow
         ("web-address", web),
         ("cluster-timestamp", rm.cluster_timestamp().to_string()),
     ]);
-    let signal = until_stopped().await?;
+    let signal = stop.recv().await;
     tracing::info!(%signal, "stopping the resource manager");
     rm.shutdown().await;
     Ok(ExitCode::SUCCESS)
 }
 
 pub async fn run_node_manager(args: NmArgs, config: SpindleConfig) -> anyhow::Result<ExitCode> {
+    let mut stop = StopSignals::install()?;
     let config = args.apply(config.node_manager);
     let nm = NodeManager::start(config)
         .await
@@ -143,7 +175,7 @@ pub async fn run_node_manager(args: NmArgs, config: SpindleConfig) -> anyhow::Re
         ("rpc-address", nm.rpc_addr().to_string()),
         ("web-address", nm.web_addr().to_string()),
     ]);
-    let signal = until_stopped().await?;
+    let signal = stop.recv().await;
     tracing::info!(%signal, node = %nm.node_id(), "stopping the node manager");
     nm.shutdown().await;
     Ok(ExitCode::SUCCESS)
@@ -151,7 +183,7 @@ pub async fn run_node_manager(args: NmArgs, config: SpindleConfig) -> anyhow::Re
 
 /// Where the daemon listens, on stdout, flushed at once so a supervising script can read the
 /// (possibly ephemeral) ports.
-fn announce(lines: &[(&str, String)]) {
+pub(crate) fn announce(lines: &[(&str, String)]) {
     let mut stdout = std::io::stdout().lock();
     for (key, value) in lines {
         let _ = writeln!(stdout, "{key}: {value}");
@@ -159,14 +191,28 @@ fn announce(lines: &[(&str, String)]) {
     let _ = stdout.flush();
 }
 
-/// Waits for SIGINT or SIGTERM and names the one that came.
-async fn until_stopped() -> anyhow::Result<&'static str> {
-    let mut interrupt = signal(SignalKind::interrupt()).context("installing a SIGINT handler")?;
-    let mut terminate = signal(SignalKind::terminate()).context("installing a SIGTERM handler")?;
-    Ok(tokio::select! {
-        _ = interrupt.recv() => "SIGINT",
-        _ = terminate.recv() => "SIGTERM",
-    })
+/// SIGINT and SIGTERM, caught from before the daemon announces itself: a supervisor that
+/// stops it as soon as it has read the ports must get a clean shutdown, not the default death.
+pub(crate) struct StopSignals {
+    interrupt: Signal,
+    terminate: Signal,
+}
+
+impl StopSignals {
+    pub(crate) fn install() -> anyhow::Result<StopSignals> {
+        Ok(StopSignals {
+            interrupt: signal(SignalKind::interrupt()).context("installing a SIGINT handler")?,
+            terminate: signal(SignalKind::terminate()).context("installing a SIGTERM handler")?,
+        })
+    }
+
+    /// Waits for SIGINT or SIGTERM and names the one that came.
+    pub(crate) async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.interrupt.recv() => "SIGINT",
+            _ = self.terminate.recv() => "SIGTERM",
+        }
+    }
 }
 
 #[cfg(test)]
@@ -181,6 +227,7 @@ mod tests {
             state_dir: Some("/s".into()),
             nm_liveness_expiry: Some(Duration::from_secs(2)),
             am_liveness_expiry: None,
+            secret_file: None,
         };
         let base = RmConfig {
             am_liveness_expiry: Duration::from_secs(7),
@@ -202,6 +249,8 @@ mod tests {
             vcores: Some(2),
             hostname: None,
             advertise: Some("node:9".into()),
+            monitor_interval: Some(Duration::from_millis(500)),
+            cgroups: Some(CgroupMode::Off),
         };
         let config = nm.apply(NmConfig::default());
         assert_eq!(config.rm, "rm:1");
@@ -209,5 +258,7 @@ mod tests {
         assert_eq!(config.work_dir, PathBuf::from("/w"));
         assert_eq!(config.memory_mb, Some(2048));
         assert_eq!(config.advertise.as_deref(), Some("node:9"));
+        assert_eq!(config.monitor_interval, Duration::from_millis(500));
+        assert_eq!(config.cgroups, CgroupMode::Off);
     }
 }

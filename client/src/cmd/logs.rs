@@ -1,13 +1,16 @@
-//! `spindle logs APP_ID [--container ID]`: every log file of the application's containers,
-//! fetched from the node managers that ran them, each under a `==> … <==` header.
+//! `spindle logs APP_ID [--container ID] [--file NAME] [--follow]`: the log files of the
+//! application's containers, each under a `==> … <==` header, read from the node managers that
+//! ran them or, once the application is over and its logs were aggregated, from the RM's log
+//! store; with `--follow`, tailed until the application ends.
 
 use std::process::ExitCode;
 
+use spindle_containers::launch_context::is_plain_file_name;
 use spindle_containers::{ApplicationId, ContainerId};
 
 use super::{RmFlag, connect};
 use crate::config::SpindleConfig;
-use crate::logs::write_logs;
+use crate::logs::{LogSelection, follow_logs, write_selected};
 
 #[derive(Debug, clap::Args)]
 pub struct LogsArgs {
@@ -19,12 +22,31 @@ pub struct LogsArgs {
     /// Only this container's logs.
     #[arg(long, value_name = "CONTAINER_ID")]
     pub container: Option<ContainerId>,
+    /// Only this log file of each container (stdout, stderr, or one the program wrote).
+    #[arg(long, value_name = "NAME", value_parser = log_file_name)]
+    pub file: Option<String>,
+    /// Keep printing what the running containers write until the application ends.
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+}
+
+fn log_file_name(value: &str) -> Result<String, String> {
+    if is_plain_file_name(value) {
+        Ok(value.to_string())
+    } else {
+        Err("expected a plain file name such as stdout or stderr (no '/', not '..')".into())
+    }
 }
 
 pub async fn run(args: LogsArgs, config: SpindleConfig) -> anyhow::Result<ExitCode> {
+    let selection = LogSelection::new(args.app, args.container, args.file)?;
     let mut rm = connect(&args.rm, &config).await?;
     let mut stdout = tokio::io::stdout();
-    let outcome = write_logs(&mut rm, args.app, args.container, &mut stdout).await?;
+    let outcome = if args.follow {
+        follow_logs(&mut rm, &selection, &mut stdout).await?
+    } else {
+        write_selected(&mut rm, &selection, &mut stdout).await?
+    };
     for problem in &outcome.problems {
         eprintln!("error: {problem}");
     }
@@ -32,11 +54,7 @@ pub async fn run(args: LogsArgs, config: SpindleConfig) -> anyhow::Result<ExitCo
         return Ok(ExitCode::from(super::EXIT_FAILED));
     }
     if outcome.files == 0 {
-        let what = match args.container {
-            Some(container) => format!("container {container}"),
-            None => format!("application {}", args.app),
-        };
-        anyhow::bail!("no logs found for {what}");
+        anyhow::bail!("no logs found for {}", selection.describe());
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,15 +1,21 @@
 //! The `spindle` command line: one clap tree for the daemons (`resource-manager`,
-//! `node-manager`) and the client commands (`submit`, `apps`, `status`, `kill`, `nodes`,
-//! `logs`). Each command lives in its own module; this one parses, sets up logging and the
+//! `node-manager`, the development `local-cluster`) and the client commands (`submit`, `apps`,
+//! `status`, `kill`, `nodes`, `logs`). Each command lives in its own module; this one parses, sets up logging and the
 //! runtime, and turns the outcome into the documented exit code (0 ok, 1 failed, 2 usage).
 
+pub mod app_flags;
 pub mod apps;
 pub mod args;
+pub mod completions;
+pub mod config;
 pub mod daemons;
+pub mod help;
 pub mod kill;
+pub mod local_cluster;
 pub mod logging;
 pub mod logs;
 pub mod nodes;
+pub mod progress;
 pub mod submit;
 
 use std::path::PathBuf;
@@ -17,7 +23,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{self, SpindleConfig};
+use crate::config::{self as config_file, SpindleConfig};
 
 /// The process failed: the application did not succeed, or the command could not do its job.
 pub const EXIT_FAILED: u8 = 1;
@@ -30,7 +36,13 @@ pub const RM_ENV: &str = "SPINDLE_RM";
 pub const MASTER_ENV: &str = "SPINDLE_MASTER";
 
 #[derive(Debug, Parser)]
-#[command(name = "spindle", version, about = "A YARN-style cluster manager", long_about = None)]
+#[command(
+    name = "spindle",
+    version,
+    about = "A YARN-style cluster manager",
+    long_about = None,
+    after_help = help::TOP
+)]
 pub struct Cli {
     /// The config file (default: $SPINDLE_CONFIG, else /etc/spindle/spindle.yaml if it exists).
     #[arg(long, global = true, value_name = "FILE")]
@@ -45,26 +57,47 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the resource manager until SIGINT or SIGTERM.
+    #[command(after_help = help::RESOURCE_MANAGER)]
     ResourceManager(daemons::RmArgs),
     /// Run a node manager until SIGINT or SIGTERM.
+    #[command(after_help = help::NODE_MANAGER)]
     NodeManager(daemons::NmArgs),
+    /// Run an embedded development cluster (an RM and node managers in one process, on
+    /// loopback) until SIGINT or SIGTERM.
+    #[command(after_help = help::LOCAL_CLUSTER)]
+    LocalCluster(local_cluster::LocalClusterArgs),
     /// Submit an application and follow it to its end.
+    #[command(after_help = help::SUBMIT)]
     Submit(submit::SubmitArgs),
     /// List applications.
+    #[command(after_help = help::APPS)]
     Apps(apps::AppsArgs),
     /// Show one application's report and attempts.
+    #[command(after_help = help::STATUS)]
     Status(apps::StatusArgs),
     /// Kill an application and wait until it is KILLED.
+    #[command(after_help = help::KILL)]
     Kill(kill::KillArgs),
     /// List the cluster's nodes.
+    #[command(after_help = help::NODES)]
     Nodes(nodes::NodesArgs),
     /// Print the logs of an application's containers.
+    #[command(after_help = help::LOGS)]
     Logs(logs::LogsArgs),
+    /// Print the default spindle.yaml, or the settings in effect.
+    #[command(after_help = help::CONFIG)]
+    Config(config::ConfigArgs),
+    /// Print a shell completion script (bash, zsh, fish, …).
+    #[command(after_help = help::COMPLETIONS)]
+    Completions(completions::CompletionsArgs),
 }
 
 impl Command {
     fn is_daemon(&self) -> bool {
-        matches!(self, Command::ResourceManager(_) | Command::NodeManager(_))
+        matches!(
+            self,
+            Command::ResourceManager(_) | Command::NodeManager(_) | Command::LocalCluster(_)
+        )
     }
 }
 
@@ -107,6 +140,9 @@ pub fn main() -> ExitCode {
     };
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
+        // `spindle logs … | head`: the reader has all it wanted; as for other Unix tools, that
+        // is not an error worth a message.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(EXIT_FAILED)
@@ -114,17 +150,37 @@ pub fn main() -> ExitCode {
     }
 }
 
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let config = config::load(cli.config.as_deref())?;
+    if let Command::Completions(args) = cli.command {
+        return completions::run(args);
+    }
+    if let Command::Config(config::ConfigArgs {
+        command: config::ConfigCommand::Defaults,
+    }) = cli.command
+    {
+        return config::print_defaults();
+    }
+    let config = config_file::load(cli.config.as_deref())?;
     match cli.command {
         Command::ResourceManager(args) => daemons::run_resource_manager(args, config).await,
         Command::NodeManager(args) => daemons::run_node_manager(args, config).await,
+        Command::LocalCluster(args) => local_cluster::run(args, config).await,
         Command::Submit(args) => submit::run(args, config).await,
         Command::Apps(args) => apps::run_apps(args, config).await,
         Command::Status(args) => apps::run_status(args, config).await,
         Command::Kill(args) => kill::run(args, config).await,
         Command::Nodes(args) => nodes::run(args, config).await,
         Command::Logs(args) => logs::run(args, config).await,
+        Command::Config(_) => config::print_effective(&config),
+        Command::Completions(args) => completions::run(args),
     }
 }
 
@@ -174,11 +230,11 @@ mod tests {
         let Command::Submit(args) = cli.command else {
             panic!("not submit")
         };
-        assert_eq!(args.am_memory, 1024);
+        assert_eq!(args.app.am_memory, 1024);
         assert_eq!(args.command, ["ds", "--num-containers", "4"]);
-        assert_eq!(args.env.len(), 2);
-        assert_eq!(args.env[1], ("B".to_string(), "x=y".to_string()));
-        assert_eq!(args.files.len(), 2);
+        assert_eq!(args.app.env.len(), 2);
+        assert_eq!(args.app.env[1], ("B".to_string(), "x=y".to_string()));
+        assert_eq!(args.app.files.len(), 2);
     }
 
     #[test]

@@ -1,56 +1,44 @@
 //! `spindle submit`: ship a program to the cluster as an application's AM, print the
 //! application id at once, then follow the app (pushed reports, no polling) and exit 0 only if
-//! it FINISHED with final status SUCCEEDED.
+//! it FINISHED with final status SUCCEEDED. The AM always gets `SPINDLE_ROLE=am` and the Spark
+//! flags given (`SPINDLE_APP_CONFIG`): SDK programs need them, plain programs ignore them. With
+//! `--deploy-mode client` the program instead runs here as its own launcher.
 
-use std::collections::BTreeMap;
 use std::io::Write as _;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use spindle_containers::{ApplicationId, Resource};
+use spindle_app_master::am::DeployMode;
+use spindle_app_master::am::app_config::{APP_CONFIG_ENV, ROLE_AM, ROLE_ENV};
+use spindle_containers::ApplicationId;
 use spindle_protocol::{ApplicationReport, ApplicationState, FinalStatus};
 
-use super::{MASTER_ENV, RM_ENV, args};
+use super::app_flags::{AppArgs, SparkArgs};
+use super::progress::Progress;
+use super::{EXIT_FAILED, MASTER_ENV, RM_ENV, args};
 use crate::address::{Master, parse_host_port};
 use crate::config::SpindleConfig;
 use crate::local_cluster::LocalCluster;
 use crate::report::{final_status_name, state_name};
 use crate::rm_client::RmClient;
-use crate::submit::{Submission, submit};
+use crate::submit::{Submission, resolve_program, submit};
 use crate::watch::follow;
 
 #[derive(Debug, clap::Args)]
 pub struct SubmitArgs {
-    /// Where to run: spindle://HOST:PORT (a running RM) or local-cluster[NODES,VCORES,MB]
-    /// (default: $SPINDLE_MASTER, else the RM of --rm / $SPINDLE_RM / the config).
+    /// Where to run: spindle://HOST:PORT (a running RM), local-cluster[NODES,VCORES,MB], or (in
+    /// client mode) local[N] (default: $SPINDLE_MASTER, else the RM of --rm / $SPINDLE_RM /
+    /// the config).
     #[arg(long, value_name = "URL", conflicts_with = "rm")]
     pub master: Option<String>,
     /// The resource manager's gRPC address; the same as --master spindle://HOST:PORT.
     #[arg(long, value_name = "HOST:PORT", value_parser = args::host_port)]
     pub rm: Option<String>,
-    /// The application's name (default: the program's file name).
-    #[arg(long)]
-    pub name: Option<String>,
-    /// The queue to submit to (default: client.queue of the config, "default").
-    #[arg(long)]
-    pub queue: Option<String>,
-    /// The AM container's memory: 512m, 2g, or MB.
-    #[arg(long, default_value = "512m", value_parser = args::memory_mb, allow_hyphen_values = true)]
-    pub am_memory: u64,
-    /// The AM container's virtual cores.
-    #[arg(long, default_value = "1", value_parser = args::vcores, allow_hyphen_values = true)]
-    pub am_cores: u32,
-    /// More files to ship next to the program, comma separated.
-    #[arg(long, value_delimiter = ',', value_name = "FILE,...")]
-    pub files: Vec<PathBuf>,
-    /// An environment variable for the AM container (repeatable).
-    #[arg(long = "env", value_name = "NAME=VALUE", value_parser = args::env_pair)]
-    pub env: Vec<(String, String)>,
-    /// How many AM attempts before the app fails (default: the cluster's, 2).
-    #[arg(long, value_parser = args::max_attempts, allow_hyphen_values = true)]
-    pub max_attempts: Option<u32>,
-    /// Return after submitting instead of following the app to its end.
+    #[command(flatten)]
+    pub app: AppArgs,
+    #[command(flatten)]
+    pub spark: SparkArgs,
+    /// Return after submitting instead of following the app to its end (cluster mode).
     #[arg(long)]
     pub no_wait: bool,
     /// The program (a path if it contains '/', else found in PATH) and its arguments.
@@ -86,22 +74,52 @@ impl SubmitArgs {
         Ok(Master::Spindle(config.client.rm.clone()))
     }
 
+    /// `--deploy-mode`, else cluster, except for local masters, which have no cluster.
+    fn deploy_mode(&self, master: &Master) -> DeployMode {
+        self.spark.deploy_mode.unwrap_or(match master {
+            Master::Local { .. } => DeployMode::Client,
+            _ => DeployMode::Cluster,
+        })
+    }
+
+    /// The cluster-mode submission: the program as the AM, told its role and the Spark
+    /// settings that were given (`--env` may override both).
     fn submission(&self, config: &SpindleConfig) -> Submission {
         let (program, program_args) = match self.command.split_first() {
             Some((program, rest)) => (program.clone(), rest.to_vec()),
             None => (String::new(), Vec::new()),
         };
         let mut submission = Submission::new(program, program_args);
-        submission.name = self.name.clone();
-        submission.queue = self
-            .queue
-            .clone()
-            .unwrap_or_else(|| config.client.queue.clone());
-        submission.am_resource = Resource::new(self.am_memory, self.am_cores);
-        submission.files = self.files.clone();
-        submission.env = self.env.iter().cloned().collect::<BTreeMap<_, _>>();
-        submission.max_attempts = self.max_attempts.unwrap_or(0);
         submission
+            .env
+            .insert(ROLE_ENV.to_string(), ROLE_AM.to_string());
+        submission
+            .env
+            .insert(APP_CONFIG_ENV.to_string(), self.spark.given_config_json());
+        self.app.apply(&mut submission, &config.client.queue);
+        submission
+    }
+
+    /// The client-mode launcher's command line: `PROGRAM --master URL --deploy-mode client
+    /// FLAGS... -- ARGS...`.
+    fn launcher_command(&self, master: &Master, config: &SpindleConfig) -> Vec<String> {
+        let mut line = vec![
+            "--master".to_string(),
+            master.to_string(),
+            "--deploy-mode".to_string(),
+            DeployMode::Client.as_str().to_string(),
+        ];
+        let mut app = self.app.clone();
+        app.queue = Some(
+            app.queue
+                .clone()
+                .unwrap_or_else(|| config.client.queue.clone()),
+        );
+        line.extend(app.to_flags());
+        line.extend(self.spark.to_flags());
+        line.push("--".to_string());
+        line.extend(self.command.iter().skip(1).cloned());
+        line
     }
 }
 
@@ -111,6 +129,9 @@ fn non_empty_env(name: &str) -> Option<String> {
 
 pub async fn run(args: SubmitArgs, config: SpindleConfig) -> anyhow::Result<ExitCode> {
     let master = args.master(&config)?;
+    if args.deploy_mode(&master) == DeployMode::Client {
+        return run_launcher(&args, &master, &config).await;
+    }
     // Find the program and files before asking anything of the cluster.
     let prepared = args.submission(&config).prepare()?;
     match master {
@@ -141,7 +162,43 @@ pub async fn run(args: SubmitArgs, config: SpindleConfig) -> anyhow::Result<Exit
             cluster.shutdown().await;
             outcome
         }
+        Master::Local { url, .. } => anyhow::bail!(
+            "--deploy-mode cluster cannot be used with --master {url}: a local master has no \
+             cluster; use --deploy-mode client"
+        ),
     }
+}
+
+/// Client mode: PROGRAM runs here as its own launcher, so its driver prints on this terminal;
+/// its exit code is this command's (128 + the signal if a signal ended it).
+async fn run_launcher(
+    args: &SubmitArgs,
+    master: &Master,
+    config: &SpindleConfig,
+) -> anyhow::Result<ExitCode> {
+    if args.no_wait {
+        anyhow::bail!(
+            "--no-wait cannot be used with --deploy-mode client: the driver runs inside this \
+             command"
+        );
+    }
+    let program_name = args.command.first().map(String::as_str).unwrap_or("");
+    let path_var = std::env::var_os("PATH");
+    let program = resolve_program(program_name, path_var.as_deref())?;
+    let status = tokio::process::Command::new(&program)
+        .args(args.launcher_command(master, config))
+        // The program is the launcher here, whatever this shell says.
+        .env_remove(ROLE_ENV)
+        .env_remove(APP_CONFIG_ENV)
+        .status()
+        .await
+        .with_context(|| format!("cannot run {}", program.display()))?;
+    use std::os::unix::process::ExitStatusExt as _;
+    let code = status
+        .code()
+        .or_else(|| status.signal().map(|signal| 128 + signal))
+        .unwrap_or(i32::from(EXIT_FAILED));
+    Ok(ExitCode::from(u8::try_from(code).unwrap_or(EXIT_FAILED)))
 }
 
 /// Submits, prints the id, and (unless `no_wait`) follows the app to its end.
@@ -156,22 +213,16 @@ pub(crate) async fn submit_and_follow(
     if no_wait {
         return Ok(ExitCode::SUCCESS);
     }
-    let mut last: Option<(ApplicationState, FinalStatus)> = None;
-    let report = follow(rm, id, |report| {
-        let now = (report.state(), report.final_status());
-        if last != Some(now) {
-            last = Some(now);
-            eprintln!("{id}: {}", state_name(now.0));
-        }
-    })
-    .await
-    .with_context(|| format!("following application {id}"))?;
+    let mut progress = Progress::for_this_terminal(id);
+    let followed = follow(rm, id, |report| progress.update(report)).await;
+    progress.finish();
+    let report = followed.with_context(|| format!("following application {id}"))?;
     outcome(id, &report)
 }
 
 /// Exit 0 only for FINISHED with SUCCEEDED; anything else is an error carrying the
 /// diagnostics.
-fn outcome(id: ApplicationId, report: &ApplicationReport) -> anyhow::Result<ExitCode> {
+pub(crate) fn outcome(id: ApplicationId, report: &ApplicationReport) -> anyhow::Result<ExitCode> {
     let state = state_name(report.state());
     let final_status = final_status_name(report.final_status());
     if report.state() == ApplicationState::Finished
@@ -191,6 +242,92 @@ fn outcome(id: ApplicationId, report: &ApplicationReport) -> anyhow::Result<Exit
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+
+    fn submit_args(line: &[&str]) -> SubmitArgs {
+        let cli = crate::cmd::Cli::try_parse_from(
+            ["spindle", "submit"].iter().chain(line.iter()).copied(),
+        )
+        .unwrap();
+        match cli.command {
+            crate::cmd::Command::Submit(args) => args,
+            other => panic!("not submit: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_am_always_learns_its_role_and_the_given_spark_flags() {
+        let config = SpindleConfig::default();
+        let plain = submit_args(&["--", "ds", "--num-containers", "2"]).submission(&config);
+        assert_eq!(plain.env[ROLE_ENV], "am");
+        assert_eq!(plain.env[APP_CONFIG_ENV], "{}");
+        let spark = submit_args(&["--num-executors", "4", "--am-wait-time", "2s", "--", "pi"])
+            .submission(&config);
+        assert_eq!(
+            spark.env[APP_CONFIG_ENV],
+            r#"{"am_wait_time_ms":2000,"num_executors":4}"#
+        );
+        let overridden = submit_args(&["--env", "SPINDLE_ROLE=", "--", "tool"]).submission(&config);
+        assert_eq!(overridden.env[ROLE_ENV], "", "--env wins");
+    }
+
+    #[test]
+    fn deploy_mode_defaults_to_cluster_except_for_local_masters() {
+        let args = submit_args(&["--", "pi"]);
+        let rm = Master::Spindle("rm:1".into());
+        assert_eq!(args.deploy_mode(&rm), DeployMode::Cluster);
+        let local: Master = "local[2]".parse().unwrap();
+        assert_eq!(args.deploy_mode(&local), DeployMode::Client);
+        let client = submit_args(&["--deploy-mode", "client", "--", "pi"]);
+        assert_eq!(client.deploy_mode(&rm), DeployMode::Client);
+    }
+
+    #[test]
+    fn client_mode_hands_every_flag_to_the_programs_launcher() {
+        let args = submit_args(&[
+            "--master",
+            "spindle://rm:8032",
+            "--deploy-mode",
+            "client",
+            "--num-executors",
+            "4",
+            "--name",
+            "pi",
+            "--",
+            "pi",
+            "1000",
+            "--verbose",
+        ]);
+        let master = args.master(&SpindleConfig::default()).unwrap();
+        let line = args.launcher_command(&master, &SpindleConfig::default());
+        let expected = [
+            "--master",
+            "spindle://rm:8032",
+            "--deploy-mode",
+            "client",
+            "--name",
+            "pi",
+            "--queue",
+            "default",
+            "--am-memory",
+            "512m",
+            "--am-cores",
+            "1",
+            "--num-executors",
+            "4",
+            "--",
+            "1000",
+            "--verbose",
+        ];
+        assert_eq!(line, expected);
+        // The launcher reads it back as it was meant.
+        let parsed =
+            crate::sdk::LaunchArgs::try_parse_from(std::iter::once("pi".to_string()).chain(line))
+                .unwrap();
+        assert_eq!(parsed.spark.num_executors, Some(4));
+        assert_eq!(parsed.spark.deploy_mode, Some(DeployMode::Client));
+        assert_eq!(parsed.args, ["1000", "--verbose"]);
+    }
 
     #[test]
     fn only_finished_and_succeeded_is_success() {

@@ -26,7 +26,7 @@ fn sleepers(seconds: &str) -> Vec<String> {
     .collect()
 }
 
-fn spawn_sleepers(cluster: &Cluster, name: &str, seconds: &str) -> (Background, String) {
+fn spawn_sleepers(cluster: &Cluster, name: &str, seconds: &str) -> (Running, String) {
     let flags = sleepers(seconds);
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let submit = cluster.spawn_shell(&["--name", name], &flags);

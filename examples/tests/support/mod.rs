@@ -1,7 +1,8 @@
 //! What the end-to-end tests share: the `spindle` binary (built if missing or older than this
-//! test), a cluster of separate `spindle resource-manager` / `spindle node-manager` processes on
-//! loopback with their own temp dirs, stopped by a guard on drop so a failing test leaves
-//! nothing behind, and a look into /proc for the processes an application left.
+//! test) and the examples' binaries, a cluster of separate `spindle resource-manager` /
+//! `spindle node-manager` processes on loopback with their own temp dirs, stopped by a guard on
+//! drop so a failing test leaves nothing behind, commands run in the background and killed on
+//! drop, and a look into /proc for the processes an application left.
 
 #![allow(dead_code)]
 
@@ -82,6 +83,14 @@ pub fn distributed_shell() -> &'static str {
     env!("CARGO_BIN_EXE_distributed-shell")
 }
 
+pub fn pi() -> &'static str {
+    env!("CARGO_BIN_EXE_pi")
+}
+
+pub fn flaky() -> &'static str {
+    env!("CARGO_BIN_EXE_flaky")
+}
+
 /// A `spindle` command with a clean environment: no SPINDLE_* from the caller's shell.
 pub fn spindle() -> Command {
     spindle_in(None)
@@ -137,22 +146,84 @@ pub fn run(args: &[&str]) -> Run {
 
 /// Runs `spindle ARGS` to its end inside `netns` (or here, given none).
 pub fn run_in(netns: Option<&str>, args: &[&str]) -> Run {
-    let dir = TempDir::new("run");
-    let out_path = dir.path().join("stdout");
-    let err_path = dir.path().join("stderr");
-    let start = Instant::now();
-    let mut child = spindle_in(netns)
-        .args(args)
-        .stdout(fs::File::create(&out_path).expect("stdout file"))
-        .stderr(fs::File::create(&err_path).expect("stderr file"))
-        .spawn()
-        .expect("spawn spindle");
-    let status = wait_with_guard(&mut child, COMMAND, &format!("spindle {args:?}"));
-    Run {
-        code: status.code(),
-        stdout: fs::read_to_string(&out_path).unwrap_or_default(),
-        stderr: fs::read_to_string(&err_path).unwrap_or_default(),
-        elapsed: start.elapsed(),
+    let mut command = spindle_in(netns);
+    command.args(args);
+    run_command(command, &format!("spindle {args:?}"))
+}
+
+/// `PROGRAM ARGS` (an example's binary, run as its own launcher) with a clean environment.
+pub fn program(path: &str, args: &[&str]) -> Command {
+    let mut command = Command::new(path);
+    for var in [
+        "SPINDLE_RM",
+        "SPINDLE_MASTER",
+        "SPINDLE_CONFIG",
+        "SPINDLE_ROLE",
+        "SPINDLE_APP_CONFIG",
+        "SPINDLE_DRIVER_HOST",
+    ] {
+        command.env_remove(var);
+    }
+    command.args(args).stdin(Stdio::null());
+    command
+}
+
+/// Runs `command` to its end (output to files, so a large log never blocks it).
+pub fn run_command(command: Command, what: &str) -> Run {
+    let running = Running::start(command, what);
+    running.wait()
+}
+
+/// A command running in the background, killed on drop if it is still running.
+pub struct Running {
+    child: Child,
+    what: String,
+    dir: TempDir,
+    start: Instant,
+    done: bool,
+}
+
+impl Running {
+    pub fn start(mut command: Command, what: &str) -> Running {
+        let dir = TempDir::new("run");
+        let start = Instant::now();
+        let child = command
+            .stdout(fs::File::create(dir.path().join("stdout")).expect("stdout file"))
+            .stderr(fs::File::create(dir.path().join("stderr")).expect("stderr file"))
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+        Running {
+            child,
+            what: what.to_string(),
+            dir,
+            start,
+            done: false,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits (hang guard [`COMMAND`]) and collects what it printed.
+    pub fn wait(mut self) -> Run {
+        let status = wait_with_guard(&mut self.child, COMMAND, &self.what);
+        self.done = true;
+        Run {
+            code: status.code(),
+            stdout: fs::read_to_string(self.dir.path().join("stdout")).unwrap_or_default(),
+            stderr: fs::read_to_string(self.dir.path().join("stderr")).unwrap_or_default(),
+            elapsed: self.start.elapsed(),
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 
@@ -407,6 +478,15 @@ impl Cluster {
         run(&line)
     }
 
+    /// `spindle submit --rm <this cluster> FLAGS -- PROGRAM ARGS`.
+    pub fn submit(&self, submit_flags: &[&str], program: &str, args: &[&str]) -> Run {
+        let mut line = submit_flags.to_vec();
+        line.push("--");
+        line.push(program);
+        line.extend_from_slice(args);
+        self.spindle("submit", &line)
+    }
+
     /// `spindle submit` of distributed-shell with these flags; `submit_flags` go before `--`.
     pub fn submit_shell(&self, submit_flags: &[&str], shell_flags: &[&str]) -> Run {
         let mut line = submit_flags.to_vec();
@@ -486,6 +566,24 @@ pub fn wait_until(guard: Duration, what: &str, mut done: impl FnMut() -> bool) {
     while !done() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// SIGKILLs node manager `index` of `cluster`, as a crash would: it cleans nothing up.
+pub fn kill_node_manager(cluster: &mut Cluster, index: usize) {
+    let nm = &mut cluster.nms[index];
+    if nm.stopped {
+        return;
+    }
+    let _ = nm.child.kill();
+    let _ = nm.child.wait();
+    nm.stopped = true;
+}
+
+impl Running {
+    /// What it has printed on stdout so far.
+    pub fn stdout_so_far(&self) -> String {
+        fs::read_to_string(self.dir.path().join("stdout")).unwrap_or_default()
     }
 }
 
@@ -586,13 +684,15 @@ impl Cluster {
     }
 
     /// `spindle submit` of distributed-shell left running in the background.
-    pub fn spawn_shell(&self, submit_flags: &[&str], shell_flags: &[&str]) -> Background {
+    pub fn spawn_shell(&self, submit_flags: &[&str], shell_flags: &[&str]) -> Running {
         let mut line = vec!["submit", "--rm", &self.rm_addr];
         line.extend_from_slice(submit_flags);
         line.push("--");
         line.push(distributed_shell());
         line.extend_from_slice(shell_flags);
-        Background::spawn(&line)
+        let mut command = spindle();
+        command.args(&line);
+        Running::start(command, &format!("spindle {line:?}"))
     }
 }
 
@@ -706,44 +806,12 @@ fn pids_where(mut wanted: impl FnMut(&Path) -> bool) -> Vec<u32> {
         .collect()
 }
 
-/// A `spindle` command running in the background, killed on drop unless waited for.
-pub struct Background {
-    child: Child,
-    dir: TempDir,
-    started: Instant,
-    done: bool,
-    what: String,
-}
-
-impl Background {
-    pub fn spawn(args: &[&str]) -> Background {
-        let dir = TempDir::new("background");
-        let child = spindle()
-            .args(args)
-            .stdout(fs::File::create(dir.path().join("stdout")).expect("stdout file"))
-            .stderr(fs::File::create(dir.path().join("stderr")).expect("stderr file"))
-            .spawn()
-            .expect("spawn spindle");
-        Background {
-            child,
-            dir,
-            started: Instant::now(),
-            done: false,
-            what: format!("spindle {args:?}"),
-        }
-    }
-
-    /// What it printed on stdout so far.
-    pub fn stdout_so_far(&self) -> String {
-        fs::read_to_string(self.dir.path().join("stdout")).unwrap_or_default()
-    }
-
+impl Running {
     /// Waits for the first line on stdout (a submission's application id).
     pub fn first_line(&self) -> String {
         let mut line = String::new();
         wait_until(COMMAND, "the first line of output", || {
-            let out = self.stdout_so_far();
-            match out.split_once('\n') {
+            match self.stdout_so_far().split_once('\n') {
                 Some((first, _)) => {
                     line = first.trim().to_string();
                     true
@@ -752,26 +820,5 @@ impl Background {
             }
         });
         line
-    }
-
-    /// Waits (hang guard `COMMAND`) for it to end.
-    pub fn wait(mut self) -> Run {
-        let status = wait_with_guard(&mut self.child, COMMAND, &self.what);
-        self.done = true;
-        Run {
-            code: status.code(),
-            stdout: fs::read_to_string(self.dir.path().join("stdout")).unwrap_or_default(),
-            stderr: fs::read_to_string(self.dir.path().join("stderr")).unwrap_or_default(),
-            elapsed: self.started.elapsed(),
-        }
-    }
-}
-
-impl Drop for Background {
-    fn drop(&mut self) {
-        if !self.done {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
     }
 }

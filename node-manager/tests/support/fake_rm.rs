@@ -1,8 +1,9 @@
 //! A tiny resource manager for the node manager's tests: it records registrations and heartbeats
-//! (each on a channel the test reads), answers heartbeats with what the test queued, and serves
-//! the files it holds from its staging store.
+//! (each on a channel the test reads), answers heartbeats with what the test queued, serves the
+//! files it holds from its staging store, keeps the logs nodes upload (each finished upload on a
+//! channel), and answers application watches: RUNNING until the test ends the application.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -10,9 +11,11 @@ use std::sync::{Arc, Mutex};
 use futures::Stream;
 use sha2::{Digest, Sha256};
 use spindle_protocol as proto;
+use spindle_protocol::application_client_server::{ApplicationClient, ApplicationClientServer};
+use spindle_protocol::log_store_server::{LogStore, LogStoreServer};
 use spindle_protocol::resource_tracker_server::{ResourceTracker, ResourceTrackerServer};
 use spindle_protocol::staging_store_server::{StagingStore, StagingStoreServer};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tonic::{Request, Response, Status, Streaming};
 
 #[derive(Default)]
@@ -20,6 +23,15 @@ struct State {
     /// Content served for a digest (a test may store content that does not match it).
     files: HashMap<String, Vec<u8>>,
     answers: VecDeque<proto::NodeHeartbeatResponse>,
+    /// Every file of every finished upload, as the log store keeps them.
+    logs: BTreeMap<(String, String), Vec<u8>>,
+}
+
+/// One finished `UploadLogs`: (container id, file) → content, and the node that sent it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Upload {
+    pub node_id: String,
+    pub files: BTreeMap<(String, String), Vec<u8>>,
 }
 
 #[derive(Clone)]
@@ -28,12 +40,17 @@ struct Service {
     heartbeat_interval_ms: u32,
     registrations: mpsc::UnboundedSender<proto::RegisterNodeRequest>,
     heartbeats: mpsc::UnboundedSender<proto::NodeHeartbeatRequest>,
+    uploads: mpsc::UnboundedSender<Upload>,
+    ended_apps: watch::Sender<HashSet<String>>,
 }
 
 pub struct FakeRm {
     pub addr: SocketAddr,
     pub registrations: mpsc::UnboundedReceiver<proto::RegisterNodeRequest>,
     pub heartbeats: mpsc::UnboundedReceiver<proto::NodeHeartbeatRequest>,
+    /// Every upload that ended with its `end` message.
+    pub uploads: mpsc::UnboundedReceiver<Upload>,
+    ended_apps: watch::Sender<HashSet<String>>,
     state: Arc<Mutex<State>>,
     stop: Option<oneshot::Sender<()>>,
 }
@@ -51,17 +68,23 @@ impl FakeRm {
         let addr = listener.local_addr().unwrap();
         let (reg_tx, registrations) = mpsc::unbounded_channel();
         let (hb_tx, heartbeats) = mpsc::unbounded_channel();
+        let (up_tx, uploads) = mpsc::unbounded_channel();
+        let ended_apps = watch::Sender::new(HashSet::new());
         let state = Arc::new(Mutex::new(State::default()));
         let service = Service {
             state: state.clone(),
             heartbeat_interval_ms,
             registrations: reg_tx,
             heartbeats: hb_tx,
+            uploads: up_tx,
+            ended_apps: ended_apps.clone(),
         };
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(
             tonic::transport::Server::builder()
                 .add_service(ResourceTrackerServer::new(service.clone()))
+                .add_service(ApplicationClientServer::new(service.clone()))
+                .add_service(LogStoreServer::new(service.clone()))
                 .add_service(StagingStoreServer::new(service))
                 .serve_with_incoming_shutdown(
                     tokio_stream::wrappers::TcpListenerStream::new(listener),
@@ -74,6 +97,8 @@ impl FakeRm {
             addr,
             registrations,
             heartbeats,
+            uploads,
+            ended_apps,
             state,
             stop: Some(stop),
         }
@@ -90,6 +115,13 @@ impl FakeRm {
     pub fn serve_as(&self, digest: &str, content: &[u8]) {
         let mut state = self.state.lock().unwrap();
         state.files.insert(digest.to_string(), content.to_vec());
+    }
+
+    /// From now on, watches of `app` hear that it FINISHED.
+    pub fn end_app(&self, app: &str) {
+        self.ended_apps.send_modify(|ended| {
+            ended.insert(app.to_string());
+        });
     }
 
     /// The answer to the next heartbeat (later ones answer NORMAL).
@@ -186,5 +218,150 @@ impl StagingStore for Service {
             })
             .collect();
         Ok(Response::new(Box::pin(futures::stream::iter(chunks))))
+    }
+}
+
+type Reports = Pin<Box<dyn Stream<Item = Result<proto::ApplicationReport, Status>> + Send>>;
+
+fn report(app: &str, state: proto::ApplicationState) -> proto::ApplicationReport {
+    proto::ApplicationReport {
+        application_id: app.to_string(),
+        state: state as i32,
+        ..Default::default()
+    }
+}
+
+fn only_watches() -> Status {
+    Status::unimplemented("the test RM only answers application watches")
+}
+
+#[tonic::async_trait]
+impl ApplicationClient for Service {
+    async fn get_new_application(
+        &self,
+        _: Request<proto::GetNewApplicationRequest>,
+    ) -> Result<Response<proto::GetNewApplicationResponse>, Status> {
+        Err(only_watches())
+    }
+
+    async fn submit_application(
+        &self,
+        _: Request<proto::SubmitApplicationRequest>,
+    ) -> Result<Response<proto::SubmitApplicationResponse>, Status> {
+        Err(only_watches())
+    }
+
+    async fn get_application_report(
+        &self,
+        _: Request<proto::GetApplicationReportRequest>,
+    ) -> Result<Response<proto::ApplicationReport>, Status> {
+        Err(only_watches())
+    }
+
+    type WatchApplicationStream = Reports;
+
+    /// RUNNING at once, then FINISHED (and the end) once the test ends the application.
+    async fn watch_application(
+        &self,
+        request: Request<proto::GetApplicationReportRequest>,
+    ) -> Result<Response<Reports>, Status> {
+        let app = request.into_inner().application_id;
+        let ended = self.ended_apps.subscribe();
+        let reports = futures::stream::unfold(Some(false), move |sent| {
+            let app = app.clone();
+            let mut ended = ended.clone();
+            async move {
+                match sent? {
+                    false => Some((
+                        Ok(report(&app, proto::ApplicationState::Running)),
+                        Some(true),
+                    )),
+                    true => {
+                        ended.wait_for(|apps| apps.contains(&app)).await.ok()?;
+                        Some((Ok(report(&app, proto::ApplicationState::Finished)), None))
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(reports)))
+    }
+
+    async fn list_applications(
+        &self,
+        _: Request<proto::ListApplicationsRequest>,
+    ) -> Result<Response<proto::ListApplicationsResponse>, Status> {
+        Err(only_watches())
+    }
+
+    async fn kill_application(
+        &self,
+        _: Request<proto::KillApplicationRequest>,
+    ) -> Result<Response<proto::KillApplicationResponse>, Status> {
+        Err(only_watches())
+    }
+
+    async fn list_nodes(
+        &self,
+        _: Request<proto::ListNodesRequest>,
+    ) -> Result<Response<proto::ListNodesResponse>, Status> {
+        Err(only_watches())
+    }
+}
+
+type LogChunks = Pin<Box<dyn Stream<Item = Result<proto::LogChunk, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl LogStore for Service {
+    /// Keeps an upload only if it ends with its `end` message, as the real store does.
+    async fn upload_logs(
+        &self,
+        request: Request<Streaming<proto::LogUploadChunk>>,
+    ) -> Result<Response<proto::UploadLogsResponse>, Status> {
+        let mut chunks = request.into_inner();
+        let mut upload = Upload::default();
+        let mut bytes = 0;
+        while let Some(chunk) = chunks.message().await? {
+            upload.node_id = chunk.node_id;
+            if !chunk.container_id.is_empty() {
+                bytes += chunk.data.len() as u64;
+                upload
+                    .files
+                    .entry((chunk.container_id, chunk.file))
+                    .or_default()
+                    .extend(chunk.data);
+            }
+            if chunk.end {
+                let files = upload.files.len() as u32;
+                self.state.lock().unwrap().logs.extend(upload.files.clone());
+                let _ = self.uploads.send(upload);
+                return Ok(Response::new(proto::UploadLogsResponse { files, bytes }));
+            }
+        }
+        Err(Status::invalid_argument(
+            "the upload ended without its end message",
+        ))
+    }
+
+    async fn list_logs(
+        &self,
+        _: Request<proto::ListLogsRequest>,
+    ) -> Result<Response<proto::ListLogsResponse>, Status> {
+        Err(Status::unimplemented(
+            "the test RM only takes uploads and reads",
+        ))
+    }
+
+    type ReadLogStream = LogChunks;
+
+    async fn read_log(
+        &self,
+        request: Request<proto::ReadLogRequest>,
+    ) -> Result<Response<LogChunks>, Status> {
+        let request = request.into_inner();
+        let key = (request.container_id, request.file);
+        let data = self.state.lock().unwrap().logs.get(&key).cloned();
+        let data = data.ok_or_else(|| Status::not_found(format!("no aggregated log {key:?}")))?;
+        let chunk = Ok(proto::LogChunk { data });
+        Ok(Response::new(Box::pin(futures::stream::iter([chunk]))))
     }
 }

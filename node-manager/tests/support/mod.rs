@@ -3,8 +3,10 @@
 
 #![allow(dead_code)]
 
+pub mod child;
 pub mod fake_rm;
 pub mod http;
+pub mod prometheus;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -16,6 +18,7 @@ use spindle_protocol as proto;
 use spindle_protocol::container_manager_client::ContainerManagerClient;
 use tonic::transport::Channel;
 
+#[allow(unused_imports)]
 pub use fake_rm::{FakeRm, sha256};
 
 pub const HANG_GUARD: Duration = Duration::from_secs(60);
@@ -39,17 +42,28 @@ pub struct Node {
     pub work_dir: tempfile::TempDir,
 }
 
+/// The configuration the tests' node managers start from: loopback, `work_dir`, 4 GB, 4 vcores.
+pub fn config(rm: SocketAddr, work_dir: &Path) -> NmConfig {
+    NmConfig {
+        rm: rm.to_string(),
+        bind: "127.0.0.1:0".parse().unwrap(),
+        work_dir: work_dir.to_path_buf(),
+        memory_mb: Some(4096),
+        vcores: Some(4),
+        ..NmConfig::default()
+    }
+}
+
 impl Node {
     pub async fn start(rm: SocketAddr) -> Node {
+        Node::start_with(rm, |_| {}).await
+    }
+
+    /// Starts a node manager with the tests' configuration as `configure` changes it.
+    pub async fn start_with(rm: SocketAddr, configure: impl FnOnce(&mut NmConfig)) -> Node {
         let work_dir = tempfile::tempdir().unwrap();
-        let config = NmConfig {
-            rm: rm.to_string(),
-            bind: "127.0.0.1:0".parse().unwrap(),
-            work_dir: work_dir.path().to_path_buf(),
-            memory_mb: Some(4096),
-            vcores: Some(4),
-            ..NmConfig::default()
-        };
+        let mut config = config(rm, work_dir.path());
+        configure(&mut config);
         let nm = NodeManager::start(config)
             .await
             .expect("node manager starts");
@@ -126,6 +140,22 @@ pub fn run_program(
     }
 }
 
+/// Like `run_program`, with `memory_mb` of memory.
+pub fn run_program_in(
+    n: u64,
+    digest: &str,
+    size: usize,
+    args: &[&str],
+    memory_mb: i64,
+) -> proto::StartContainerRequest {
+    let mut request = run_program(n, digest, size, args);
+    request.resource = Some(proto::Resource {
+        memory_mb,
+        vcores: 1,
+    });
+    request
+}
+
 /// Waits for the next heartbeat that reports `id` complete.
 pub async fn completion(rm: &mut FakeRm, id: &str) -> proto::ContainerStatus {
     guarded("a heartbeat reporting the completion", async {
@@ -140,6 +170,26 @@ pub async fn completion(rm: &mut FakeRm, id: &str) -> proto::ContainerStatus {
         }
     })
     .await
+}
+
+pub fn pid(text: &str) -> u32 {
+    text.trim().parse().expect("a pid")
+}
+
+/// Kills the process groups it holds when dropped, so a failing test leaves no container
+/// running (containers outlive a killed node manager, by design).
+#[derive(Default)]
+pub struct GroupReaper(pub Vec<u32>);
+
+impl Drop for GroupReaper {
+    fn drop(&mut self) {
+        for &group in &self.0 {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(group as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
 }
 
 /// Whether process `pid` still runs (gone or a zombie both count as ended).

@@ -210,7 +210,7 @@ impl Core {
         }
         let added = asks.iter().any(|(_, n)| *n > 0);
         for (key, n) in asks {
-            a.requests.add(key, n);
+            a.requests.add(key, n, now);
         }
         if a.requests.outstanding() == 0 {
             self.queues.demand.remove(&order);

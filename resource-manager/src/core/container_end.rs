@@ -95,6 +95,7 @@ impl Core {
             self.unstarted.remove(&(c.allocated_ms, id));
         }
         fx.persist(Record::ContainerEnded(id));
+        self.metrics.containers_ended += 1;
         c.state = state;
         c.exit_status = Some(exit_status);
         c.diagnostics = diagnostics.clone();

@@ -13,6 +13,7 @@ mod error;
 mod invariants;
 mod lifecycle;
 mod liveness;
+mod metrics;
 mod node;
 mod normalize;
 mod record;
@@ -41,6 +42,7 @@ pub use app::{
 pub use container::{Container, ContainerState};
 pub use effect::Effect;
 pub use error::{CoreError, ErrorClass};
+pub use metrics::{Histogram, LATENCY_BUCKETS_MS, Metrics};
 pub use node::{Node, NodeIdx, NodeInfo, NodeState, NodeTable};
 pub use record::{AppRecord, AttemptRecord, ContainerRecord, Image, Record};
 pub use requests::{Locality, RequestKey, Requests};
@@ -117,6 +119,7 @@ pub struct Core {
     awaiting: Awaiting,
     /// Applications in a final state, by (finish time, id): the retention order.
     completed: BTreeSet<(u64, ApplicationId)>,
+    metrics: Metrics,
 }
 
 impl Core {
@@ -137,6 +140,7 @@ impl Core {
             am_grace: BTreeSet::new(),
             awaiting: Awaiting::default(),
             completed: BTreeSet::new(),
+            metrics: Metrics::default(),
         }
     }
 
@@ -159,6 +163,11 @@ impl Core {
 
     pub fn container(&self, id: ContainerId) -> Option<&Container> {
         self.containers.get(&id)
+    }
+
+    /// What happened since this start that the state no longer shows.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     pub fn nodes(&self) -> &NodeTable {

@@ -1,8 +1,10 @@
 //! An attempt's outstanding container requests. Asks are increments and cancels decrements, as
 //! the AM protocol says, so the RM (not the AM) owns the count: an ask that raced with an
-//! allocation never turns into extra containers, and no count ever goes below zero.
+//! allocation never turns into extra containers, and no count ever goes below zero. Each group
+//! also remembers when its asks came, so that the time from request to allocation can be
+//! measured (the oldest ask is served first, the newest cancelled first).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use spindle_containers::Resource;
 
@@ -39,10 +41,46 @@ pub struct RequestKey {
     pub locality: Locality,
 }
 
+/// The outstanding asks of one group, as (time asked in ms, how many), oldest first.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Group {
+    count: u32,
+    asked: VecDeque<(u64, u32)>,
+}
+
+impl Group {
+    /// Removes up to `n` asks from the oldest end (served) or the newest (withdrawn).
+    fn remove(&mut self, n: u32, oldest: bool) -> Vec<(u64, u32)> {
+        let mut left = n.min(self.count);
+        let mut removed = Vec::new();
+        while left > 0 {
+            let end = if oldest {
+                self.asked.front_mut()
+            } else {
+                self.asked.back_mut()
+            };
+            let Some((asked_ms, count)) = end else { break };
+            let taken = left.min(*count);
+            removed.push((*asked_ms, taken));
+            *count -= taken;
+            left -= taken;
+            self.count -= taken;
+            if *count == 0 {
+                if oldest {
+                    self.asked.pop_front();
+                } else {
+                    self.asked.pop_back();
+                }
+            }
+        }
+        removed
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Requests {
     /// Only groups with a positive count are kept.
-    groups: BTreeMap<RequestKey, u32>,
+    groups: BTreeMap<RequestKey, Group>,
     outstanding: u64,
 }
 
@@ -52,16 +90,24 @@ impl Requests {
     }
 
     pub fn groups(&self) -> impl Iterator<Item = (&RequestKey, u32)> {
-        self.groups.iter().map(|(k, n)| (k, *n))
+        self.groups.iter().map(|(k, g)| (k, g.count))
     }
 
-    pub fn add(&mut self, key: RequestKey, n: u32) {
+    /// Adds `n` asks of `key`, made at `now_ms`.
+    pub fn add(&mut self, key: RequestKey, n: u32, now_ms: u64) {
         if n == 0 {
             return;
         }
-        let count = self.groups.entry(key).or_insert(0);
-        let added = n.min(u32::MAX - *count);
-        *count += added;
+        let group = self.groups.entry(key).or_default();
+        let added = n.min(u32::MAX - group.count);
+        if added == 0 {
+            return;
+        }
+        group.count += added;
+        match group.asked.back_mut() {
+            Some((asked_ms, count)) if *asked_ms == now_ms => *count += added,
+            _ => group.asked.push_back((now_ms, added)),
+        }
         self.outstanding += u64::from(added);
     }
 
@@ -70,7 +116,7 @@ impl Requests {
     /// locality it asked with). Cancelling more than is outstanding stops at zero.
     pub fn cancel(&mut self, key: &RequestKey, n: u32) {
         let mut left = n;
-        left -= self.take(key, left);
+        left -= self.withdraw(key, left);
         let similar: Vec<RequestKey> = self
             .groups
             .keys()
@@ -81,22 +127,32 @@ impl Requests {
             if left == 0 {
                 break;
             }
-            left -= self.take(&k, left);
+            left -= self.withdraw(&k, left);
         }
     }
 
-    /// Removes up to `n` requests of `key`'s group; returns how many it removed.
-    pub fn take(&mut self, key: &RequestKey, n: u32) -> u32 {
-        let Some(count) = self.groups.get_mut(key) else {
-            return 0;
+    /// Removes up to `n` of the newest requests of `key`'s group; returns how many it removed.
+    fn withdraw(&mut self, key: &RequestKey, n: u32) -> u32 {
+        self.remove(key, n, false).iter().map(|(_, n)| n).sum()
+    }
+
+    /// Removes up to `n` of the oldest requests of `key`'s group, as they are served: returns
+    /// when they were asked, as (time in ms, how many).
+    pub fn take(&mut self, key: &RequestKey, n: u32) -> Vec<(u64, u32)> {
+        self.remove(key, n, true)
+    }
+
+    fn remove(&mut self, key: &RequestKey, n: u32, oldest: bool) -> Vec<(u64, u32)> {
+        let Some(group) = self.groups.get_mut(key) else {
+            return Vec::new();
         };
-        let taken = n.min(*count);
-        *count -= taken;
-        if *count == 0 {
+        let removed = group.remove(n, oldest);
+        if group.count == 0 {
             self.groups.remove(key);
         }
+        let taken: u32 = removed.iter().map(|(_, n)| n).sum();
         self.outstanding -= u64::from(taken);
-        taken
+        removed
     }
 
     pub fn clear(&mut self) {
@@ -105,8 +161,12 @@ impl Requests {
     }
 
     pub(crate) fn check(&self) -> Result<(), String> {
-        let sum: u64 = self.groups.values().map(|n| u64::from(*n)).sum();
-        if sum != self.outstanding || self.groups.values().any(|n| *n == 0) {
+        let sum: u64 = self.groups.values().map(|g| u64::from(g.count)).sum();
+        let asked_adds_up = self
+            .groups
+            .values()
+            .all(|g| g.asked.iter().map(|(_, n)| u64::from(*n)).sum::<u64>() == u64::from(g.count));
+        if sum != self.outstanding || self.groups.values().any(|g| g.count == 0) || !asked_adds_up {
             return Err(format!(
                 "request groups {:?} do not add up to outstanding {}",
                 self.groups, self.outstanding
@@ -131,8 +191,8 @@ mod tests {
     #[test]
     fn asks_add_up_and_cancels_never_go_below_zero() {
         let mut r = Requests::default();
-        r.add(key(1, 1024, &[]), 3);
-        r.add(key(1, 1024, &[]), 2);
+        r.add(key(1, 1024, &[]), 3, 10);
+        r.add(key(1, 1024, &[]), 2, 20);
         assert_eq!(r.outstanding(), 5);
         r.cancel(&key(1, 1024, &[]), 7);
         assert_eq!(r.outstanding(), 0);
@@ -143,9 +203,9 @@ mod tests {
     #[test]
     fn cancel_falls_back_to_other_localities_of_the_same_shape() {
         let mut r = Requests::default();
-        r.add(key(1, 1024, &["a"]), 2);
-        r.add(key(1, 1024, &[]), 2);
-        r.add(key(2, 1024, &[]), 2);
+        r.add(key(1, 1024, &["a"]), 2, 10);
+        r.add(key(1, 1024, &[]), 2, 10);
+        r.add(key(2, 1024, &[]), 2, 10);
         r.cancel(&key(1, 1024, &["b"]), 3);
         assert_eq!(r.outstanding(), 3);
         let left: u32 = r
@@ -154,6 +214,23 @@ mod tests {
             .map(|(_, n)| n)
             .sum();
         assert_eq!(left, 1);
+        r.check().unwrap();
+    }
+
+    #[test]
+    fn the_oldest_asks_are_served_first_and_the_newest_cancelled_first() {
+        let mut r = Requests::default();
+        let k = key(1, 1024, &[]);
+        r.add(k.clone(), 2, 10);
+        r.add(k.clone(), 1, 10);
+        r.add(k.clone(), 3, 20);
+        r.add(k.clone(), 1, 30);
+        r.cancel(&k, 2);
+        r.check().unwrap();
+        assert_eq!(r.take(&k, 4), vec![(10, 3), (20, 1)]);
+        assert_eq!(r.take(&k, 9), vec![(20, 1)]);
+        assert_eq!(r.outstanding(), 0);
+        assert_eq!(r.take(&k, 1), vec![]);
         r.check().unwrap();
     }
 

@@ -89,6 +89,7 @@ impl Core {
                 continue;
             };
             let resource = app.am_resource;
+            let asked_ms = app.attempt(attempt).map_or(now, |a| a.start_ms);
             let Some(node) = self.nodes.pick(resource.memory_mb, self.config.placement) else {
                 continue;
             };
@@ -99,6 +100,9 @@ impl Core {
                 continue;
             };
             *budget -= 1;
+            self.metrics
+                .am_allocation_latency
+                .observe(now.saturating_sub(asked_ms), 1);
             let Some(app) = self.apps.get(&attempt.application) else {
                 continue;
             };
@@ -146,7 +150,11 @@ impl Core {
                 }
             }
             for (key, n) in served {
-                requests.take(&key, n);
+                for (asked_ms, count) in requests.take(&key, n) {
+                    self.metrics
+                        .allocation_latency
+                        .observe(now.saturating_sub(asked_ms), u64::from(count));
+                }
             }
             let done = requests.outstanding() == 0;
             if let Some(a) = self
@@ -228,6 +236,11 @@ impl Core {
         } else {
             a.news.allocated.push(id);
             self.unstarted.insert((now, id));
+        }
+        if is_am {
+            self.metrics.am_containers_allocated += 1;
+        } else {
+            self.metrics.containers_allocated += 1;
         }
         app.containers.push(id);
         app.allocated += resource;
@@ -384,6 +397,38 @@ mod tests {
         relaxed.nodes = vec!["nowhere".into()];
         relaxed.relax_locality = true;
         assert_eq!(t.allocate(attempt, vec![relaxed]).allocated.len(), 1);
+    }
+
+    #[test]
+    fn allocation_latency_runs_from_the_ask_to_the_allocation_in_core_time() {
+        let mut t = Harness::new();
+        t.node("n1:1", 3072);
+        let attempt = t.running_app(1024);
+        let metrics = t.core.metrics().clone();
+        assert_eq!(metrics.am_containers_allocated, 1);
+        assert_eq!(metrics.am_allocation_latency.count(), 1);
+
+        let got = t.ask(attempt, 1, 1024, 3);
+        assert_eq!(got.len(), 2, "two fit at once, the third waits");
+        let latency = &t.core.metrics().allocation_latency;
+        assert_eq!((latency.count(), latency.sum_ms()), (2, 0));
+
+        let asked_at = t.now - 1;
+        let done = got[0].id;
+        t.heartbeat_at(asked_at + 4_000, "n1:1", vec![completed(done, 0)])
+            .unwrap();
+        let m = t.core.metrics();
+        assert_eq!(m.containers_allocated, 3);
+        assert_eq!(m.containers_ended, 1);
+        assert_eq!(m.allocation_latency.count(), 3);
+        assert_eq!(m.allocation_latency.sum_ms(), 4_000);
+        let within_2500: u64 = m
+            .allocation_latency
+            .cumulative()
+            .find(|(bound, _)| *bound == 2_500)
+            .map(|(_, n)| n)
+            .unwrap();
+        assert_eq!(within_2500, 2, "the third waited 4 s");
     }
 
     #[test]

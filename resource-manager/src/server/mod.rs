@@ -1,14 +1,15 @@
 //! The shell around the core: the state store, the gRPC services (ApplicationClient,
-//! ApplicationMaster, ResourceTracker, StagingStore) on one port, the optional web port, and the
-//! core task they all talk to. `serve` recovers the state, binds, spawns, and hands back what
+//! ApplicationMaster, ResourceTracker, StagingStore, LogStore) on one port, the optional web port (served
+//! by `crate::web`), and the core task they all talk to. `serve` recovers the state, binds, spawns, and hands back what
 //! `ResourceManager` needs to stop them.
 
 mod am_service;
 mod client_service;
 mod clock;
-mod convert;
+pub(crate) mod convert;
 mod core_task;
-mod handle;
+pub(crate) mod handle;
+mod log_store;
 mod nm_client;
 mod persist;
 mod polls;
@@ -17,13 +18,13 @@ mod staging;
 mod status;
 mod tracker_service;
 mod watchers;
-mod web;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use spindle_protocol::application_client_server::ApplicationClientServer;
 use spindle_protocol::application_master_server::ApplicationMasterServer;
+use spindle_protocol::log_store_server::LogStoreServer;
 use spindle_protocol::resource_tracker_server::ResourceTrackerServer;
 use spindle_protocol::staging_store_server::StagingStoreServer;
 use tokio::net::TcpListener;
@@ -32,6 +33,7 @@ use tokio::task::JoinHandle;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
 
+use crate::web::{self, ClientSecret};
 use crate::{RmConfig, RmError};
 
 pub use persist::STORE_FILE;
@@ -62,6 +64,14 @@ pub(crate) async fn serve(config: RmConfig) -> Result<Serving, RmError> {
             path: staging_dir,
             error,
         })?;
+    let logs_dir = config.state_dir.join("app-logs");
+    let logs =
+        log_store::LogStoreService::open(logs_dir.clone()).map_err(|error| RmError::StateDir {
+            path: logs_dir,
+            error,
+        })?;
+    // Before the store is opened: a secret file that must be refused stops the start cleanly.
+    let secret = std::sync::Arc::new(ClientSecret::load(&config)?);
     let clock = clock::Clock::start();
     let recovered = persist::open(&config, &clock).await?;
     let cluster_timestamp = recovered.core.config().cluster_timestamp;
@@ -100,6 +110,7 @@ pub(crate) async fn serve(config: RmConfig) -> Result<Serving, RmError> {
         .add_service(ApplicationMasterServer::new(am))
         .add_service(ResourceTrackerServer::new(tracker))
         .add_service(StagingStoreServer::new(staging))
+        .add_service(LogStoreServer::new(logs))
         .serve_with_incoming_shutdown(incoming, async move {
             let _ = rpc_stop.wait_for(|stop| *stop).await;
         });
@@ -113,7 +124,15 @@ pub(crate) async fn serve(config: RmConfig) -> Result<Serving, RmError> {
     let mut web_addr = None;
     if let Some((listener, addr)) = web_listener {
         web_addr = Some(addr);
-        let router = web::router(core, cluster_timestamp, clock.start_ms());
+        let router = web::router(web::WebState {
+            core,
+            cluster_id: cluster_timestamp,
+            started_on: clock.start_ms(),
+            minimum: min,
+            maximum: max,
+            secret,
+            anonymous_reads: config.anonymous_reads,
+        });
         let mut web_stop = stop;
         tasks.push(tokio::spawn(async move {
             let served = axum::serve(listener, router)

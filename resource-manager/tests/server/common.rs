@@ -106,17 +106,30 @@ impl Rm {
         Self::start_on(config, self.state).await
     }
 
-    /// Where the RM keeps its state (the store and the staged files).
-    pub fn state_dir(&self) -> &std::path::Path {
-        self.state.path()
-    }
-
     pub fn web_addr(&self) -> std::net::SocketAddr {
         self.rm
             .as_ref()
             .unwrap()
             .web_addr()
             .expect("web port configured")
+    }
+
+    pub fn state_dir(&self) -> &std::path::Path {
+        &self.config.state_dir
+    }
+
+    /// The client secret the web port's changing calls must present: the configured file's,
+    /// or the one the RM generated in its state directory.
+    pub fn client_secret(&self) -> String {
+        let path = self.config.secret_file.clone().unwrap_or_else(|| {
+            self.config
+                .state_dir
+                .join(spindle_resource_manager::SECRET_FILE)
+        });
+        std::fs::read_to_string(path)
+            .expect("the client secret file")
+            .trim()
+            .to_string()
     }
 
     pub async fn new_app(&mut self) -> String {

@@ -2,6 +2,7 @@
 //! interfaces, as clients, AMs and NMs would: one test binary, one module per story.
 
 mod common;
+mod http;
 
 mod bad_input;
 mod capacity;
@@ -10,3 +11,6 @@ mod hostile;
 mod restart;
 mod staging;
 mod web;
+mod web_changes;
+mod web_metrics;
+mod web_ui;

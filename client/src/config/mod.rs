@@ -1,7 +1,14 @@
 //! `spindle.yaml`: one file with a section per role (`resource-manager:`, `node-manager:`,
 //! `client:`). Every key has a default, unknown keys are refused by name, and the file is found
 //! through `--config`, then `SPINDLE_CONFIG`, then `/etc/spindle/spindle.yaml` — never the
-//! current directory, so where a command runs never changes what it does.
+//! current directory, so where a command runs never changes what it does. `SPINDLE_*`
+//! variables named after a key's path override the file (see `env`); flags override both.
+
+mod annotated;
+mod env;
+pub mod keys;
+
+pub use annotated::annotated;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -59,6 +66,16 @@ pub enum ConfigError {
     /// The parser's message already names the unknown key or the bad value, and where it is.
     #[error("invalid config file {}: {message}", path.display())]
     Parse { path: PathBuf, message: String },
+    #[error("invalid environment variable {var}={value:?}: {message} ({key} takes {expected})")]
+    Env {
+        var: String,
+        value: String,
+        message: String,
+        /// The key's dotted path.
+        key: String,
+        /// What the key's values look like.
+        expected: String,
+    },
 }
 
 /// Which file to read: the explicit one, else the one `SPINDLE_CONFIG` names, else the
@@ -75,13 +92,15 @@ pub fn locate(explicit: Option<&Path>, env_value: Option<&str>) -> Option<PathBu
 }
 
 /// Loads the config the way every `spindle` command does: `--config`, `SPINDLE_CONFIG`, the
-/// system file, or defaults. A named file that is missing is an error, not a silent default.
+/// system file, or defaults; then the environment's overrides. A named file that is missing
+/// is an error, not a silent default.
 pub fn load(explicit: Option<&Path>) -> Result<SpindleConfig, ConfigError> {
     let env_value = std::env::var(CONFIG_ENV).ok();
-    match locate(explicit, env_value.as_deref()) {
-        Some(path) => load_file(&path),
-        None => Ok(SpindleConfig::default()),
-    }
+    let file = match locate(explicit, env_value.as_deref()) {
+        Some(path) => load_file(&path)?,
+        None => SpindleConfig::default(),
+    };
+    env::apply(file, std::env::vars_os())
 }
 
 pub fn load_file(path: &Path) -> Result<SpindleConfig, ConfigError> {
@@ -110,6 +129,34 @@ pub fn parse(text: &str) -> Result<SpindleConfig, String> {
             _ => message,
         }
     })
+}
+
+/// The config as a YAML tree: the shape the file has, keys in the structs' order.
+pub(crate) fn tree(config: &SpindleConfig) -> serde_yaml::Value {
+    // Plain data (addresses, paths, numbers, strings) always serializes.
+    serde_yaml::to_value(config).unwrap_or(serde_yaml::Value::Null)
+}
+
+/// Every key's dotted path, sections and nested mappings included, in the file's order.
+pub(crate) fn key_paths(tree: &serde_yaml::Value) -> Vec<String> {
+    fn walk(node: &serde_yaml::Value, prefix: &str, out: &mut Vec<String>) {
+        let serde_yaml::Value::Mapping(mapping) = node else {
+            return;
+        };
+        for (key, value) in mapping {
+            let name = key.as_str().unwrap_or_default();
+            let path = if prefix.is_empty() {
+                name.to_string()
+            } else {
+                format!("{prefix}.{name}")
+            };
+            out.push(path.clone());
+            walk(value, &path, out);
+        }
+    }
+    let mut out = Vec::new();
+    walk(tree, "", &mut out);
+    out
 }
 
 #[cfg(test)]
