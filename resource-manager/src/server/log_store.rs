@@ -16,12 +16,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::Stream;
 use spindle_containers::launch_context::is_plain_file_name;
-use spindle_containers::{ApplicationId, ContainerId};
+use spindle_containers::{ApplicationId, ContainerId, IdError};
 use spindle_protocol as proto;
 use spindle_protocol::log_store_server::LogStore;
 use tokio::fs::File;
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use tonic::{Request, Response, Status, Streaming};
+
+use super::status::shorten;
 
 const CHUNK_BYTES: usize = 256 * 1024;
 const INCOMING: &str = ".incoming";
@@ -39,15 +41,17 @@ fn internal(what: &str, path: &Path, e: io::Error) -> Status {
 }
 
 fn parse_app(value: &str) -> Result<ApplicationId, Status> {
-    value
-        .parse()
-        .map_err(|e| Status::invalid_argument(format!("application_id: {e}")))
+    value.parse().map_err(|mut e: IdError| {
+        e.value = shorten(&e.value);
+        Status::invalid_argument(format!("application_id: {e}"))
+    })
 }
 
 fn parse_container(value: &str) -> Result<ContainerId, Status> {
-    value
-        .parse()
-        .map_err(|e| Status::invalid_argument(format!("container_id: {e}")))
+    value.parse().map_err(|mut e: IdError| {
+        e.value = shorten(&e.value);
+        Status::invalid_argument(format!("container_id: {e}"))
+    })
 }
 
 fn check_file(file: &str) -> Result<(), Status> {
@@ -55,8 +59,9 @@ fn check_file(file: &str) -> Result<(), Status> {
         Ok(())
     } else {
         Err(Status::invalid_argument(format!(
-            "file {file:?} is not allowed: it must be a plain file name inside the container's \
-             log directory (e.g. stdout, stderr)"
+            "file {:?} is not allowed: it must be a plain file name inside the container's \
+             log directory (e.g. stdout, stderr)",
+            shorten(file)
         )))
     }
 }
@@ -218,7 +223,7 @@ impl LogStoreService {
             Ok(entries) => entries,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(Status::not_found(format!(
-                    "no aggregated logs of application {app}"
+                    "application_id={app} has no aggregated logs"
                 )));
             }
             Err(e) => return Err(internal("list logs", &dir, e)),
@@ -298,7 +303,7 @@ impl LogStore for LogStoreService {
                 let id = parse_container(raw)?;
                 if id.application() != app {
                     return Err(Status::invalid_argument(format!(
-                        "container {id} belongs to {}, not to application {app}",
+                        "container_id={id} belongs to {}, not to application {app}",
                         id.application()
                     )));
                 }
@@ -307,7 +312,7 @@ impl LogStore for LogStoreService {
                     .unwrap_or(false)
                 {
                     return Err(Status::not_found(format!(
-                        "no aggregated logs of container {id}"
+                        "container_id={id} has no aggregated logs"
                     )));
                 }
                 vec![id]
@@ -340,7 +345,7 @@ impl LogStore for LogStoreService {
             Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(Status::not_found(format!(
-                    "no aggregated log {:?} of container {id}",
+                    "file {:?} is not among the aggregated logs of container_id={id}",
                     request.file
                 )));
             }
