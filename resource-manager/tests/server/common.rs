@@ -10,6 +10,7 @@ use spindle_protocol as proto;
 use spindle_protocol::application_client_client::ApplicationClientClient;
 use spindle_protocol::application_master_client::ApplicationMasterClient;
 use spindle_protocol::container_manager_server::{ContainerManager, ContainerManagerServer};
+use spindle_protocol::log_store_client::LogStoreClient;
 use spindle_protocol::resource_tracker_client::ResourceTrackerClient;
 use spindle_protocol::staging_store_client::StagingStoreClient;
 use spindle_resource_manager::{ResourceManager, RmConfig};
@@ -35,6 +36,7 @@ pub struct Rm {
     pub am: ApplicationMasterClient<Channel>,
     pub tracker: ResourceTrackerClient<Channel>,
     pub staging: StagingStoreClient<Channel>,
+    pub logs: LogStoreClient<Channel>,
     config: RmConfig,
     state: tempfile::TempDir,
 }
@@ -76,7 +78,8 @@ impl Rm {
             client: ApplicationClientClient::new(channel.clone()),
             am: ApplicationMasterClient::new(channel.clone()),
             tracker: ResourceTrackerClient::new(channel.clone()),
-            staging: StagingStoreClient::new(channel),
+            staging: StagingStoreClient::new(channel.clone()),
+            logs: LogStoreClient::new(channel),
             config,
             state,
         }

@@ -1,5 +1,5 @@
 //! Random and malformed input thrown at every RPC handler of the RM (ApplicationClient,
-//! ApplicationMaster, ResourceTracker, StagingStore), with proptest. Two properties:
+//! ApplicationMaster, ResourceTracker, StagingStore, LogStore), with proptest. Two properties:
 //!
 //! - **Refused, named, unchanged.** A request with one bad field, all else right, is refused
 //!   with InvalidArgument, NotFound or FailedPrecondition and a message that names the field;
@@ -100,17 +100,21 @@ enum Call {
     Upload(Vec<proto::FileChunk>),
     Stat(String),
     Fetch(String),
+    UploadLogs(Vec<proto::LogUploadChunk>),
+    ListLogs(proto::ListLogsRequest),
+    ReadLog(proto::ReadLogRequest),
     NewApp,
     ListNodes,
 }
 
 /// Sends `call` and waits for its whole answer (a fetch is read to its end).
 async fn send(rm: &Rm, call: Call) -> Result<(), Status> {
-    let (mut client, mut am, mut tracker, mut staging) = (
+    let (mut client, mut am, mut tracker, mut staging, mut logs) = (
         rm.client.clone(),
         rm.am.clone(),
         rm.tracker.clone(),
         rm.staging.clone(),
+        rm.logs.clone(),
     );
     match call {
         Call::Submit(r) => client.submit_application(r).await.map(drop),
@@ -141,6 +145,13 @@ async fn send(rm: &Rm, call: Call) -> Result<(), Status> {
         Call::FinishAm(r) => am.finish_application_master(r).await.map(drop),
         Call::RegisterNode(r) => tracker.register_node_manager(r).await.map(drop),
         Call::Heartbeat(r) => tracker.node_heartbeat(r).await.map(drop),
+        Call::UploadLogs(chunks) => logs.upload_logs(tokio_stream::iter(chunks)).await.map(drop),
+        Call::ListLogs(r) => logs.list_logs(r).await.map(drop),
+        Call::ReadLog(r) => {
+            let mut stream = logs.read_log(r).await?.into_inner();
+            while stream.message().await?.is_some() {}
+            Ok(())
+        }
         Call::Upload(chunks) => staging.upload(tokio_stream::iter(chunks)).await.map(drop),
         Call::Stat(sha256) => staging.stat(proto::StatRequest { sha256 }).await.map(drop),
         Call::Fetch(sha256) => {

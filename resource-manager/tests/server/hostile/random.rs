@@ -99,6 +99,19 @@ fn containers() -> BoxedStrategy<Vec<ContainerPick>> {
     prop::collection::vec(one, 0..4).boxed()
 }
 
+/// One container, as `containers` draws them.
+fn container() -> BoxedStrategy<ContainerPick> {
+    containers()
+        .prop_filter_map("one container", |mut v| v.pop())
+        .boxed()
+}
+
+/// Mostly the usual log files, sometimes junk.
+fn log_file() -> BoxedStrategy<String> {
+    prop_oneof![4 => Just("stdout".to_string()), 2 => Just("stderr".to_string()), 1 => junk()]
+        .boxed()
+}
+
 /// Mostly the first attempt, which exists once its application is submitted.
 fn attempt_no() -> BoxedStrategy<u8> {
     prop_oneof![3 => Just(1u8), 1 => Just(2u8)].boxed()
@@ -155,6 +168,14 @@ enum Op {
         health_report: String,
     },
     Upload(Vec<u8>, Option<String>, u64),
+    /// Log files of some containers, each `(container, file)`, ended or cut short.
+    UploadLogs {
+        files: Vec<(ContainerPick, String)>,
+        node: Pick,
+        end: bool,
+    },
+    ListLogs(Pick, Option<ContainerPick>),
+    ReadLog(ContainerPick, String, u64),
     Stat(String),
     Fetch(String),
 }
@@ -201,6 +222,16 @@ fn op() -> BoxedStrategy<Op> {
             .prop_map(|(data, sha, size)| Op::Upload(data, sha, size)),
         1 => prop_oneof![bad_sha(), "[0-9a-f]{64}"].prop_map(Op::Stat),
         1 => prop_oneof![bad_sha(), "[0-9a-f]{64}"].prop_map(Op::Fetch),
+        2 => (
+            prop::collection::vec((container(), log_file()), 0..3),
+            pick(),
+            prop::bool::weighted(0.8)
+        )
+            .prop_map(|(files, node, end)| Op::UploadLogs { files, node, end }),
+        1 => (pick(), prop::option::of(container()))
+            .prop_map(|(app, container)| Op::ListLogs(app, container)),
+        1 => (container(), log_file(), prop_oneof![3 => Just(0u64), 1 => any::<u64>()])
+            .prop_map(|(c, file, offset)| Op::ReadLog(c, file, offset)),
     ]
     .boxed()
 }
@@ -361,6 +392,35 @@ impl Wire {
                 containers: self.statuses(&containers),
                 healthy,
                 health_report,
+            }),
+            Op::UploadLogs { files, node, end } => {
+                let node_id = self.node(&node);
+                let mut chunks: Vec<proto::LogUploadChunk> = files
+                    .iter()
+                    .map(|(c, file)| proto::LogUploadChunk {
+                        container_id: self.container(c),
+                        file: file.clone(),
+                        data: b"log".to_vec(),
+                        node_id: node_id.clone(),
+                        end: false,
+                    })
+                    .collect();
+                if end {
+                    chunks.push(proto::LogUploadChunk {
+                        end: true,
+                        ..Default::default()
+                    });
+                }
+                Call::UploadLogs(chunks)
+            }
+            Op::ListLogs(app, container) => Call::ListLogs(proto::ListLogsRequest {
+                application_id: self.app(&app),
+                container_id: container.map(|c| self.container(&c)).unwrap_or_default(),
+            }),
+            Op::ReadLog(c, file, offset) => Call::ReadLog(proto::ReadLogRequest {
+                container_id: self.container(&c),
+                file,
+                offset,
             }),
             Op::Upload(data, sha, size) => {
                 let sha256 = sha.unwrap_or_else(|| hex::encode(Sha256::digest(&data)));

@@ -448,6 +448,105 @@ fn bad_staging_calls(ids: &Ids) -> BoxedStrategy<Bad> {
     .boxed()
 }
 
+fn log_chunk(container_id: &str, file: &str, node_id: &str) -> proto::LogUploadChunk {
+    proto::LogUploadChunk {
+        container_id: container_id.to_string(),
+        file: file.to_string(),
+        data: b"log".to_vec(),
+        node_id: node_id.to_string(),
+        end: false,
+    }
+}
+
+fn log_end() -> proto::LogUploadChunk {
+    proto::LogUploadChunk {
+        end: true,
+        ..Default::default()
+    }
+}
+
+/// One bad chunk after a good one (of a container with no logs yet), then the end: nothing of
+/// the upload may be kept.
+fn upload_with(ids: &Ids, bad: proto::LogUploadChunk) -> Call {
+    let fresh_container = format!(
+        "{}_01_000077",
+        ids.finished_app.replace("application", "container")
+    );
+    Call::UploadLogs(vec![
+        log_chunk(&fresh_container, "stdout", &ids.node),
+        bad,
+        log_end(),
+    ])
+}
+
+fn bad_log_calls(ids: &Ids) -> BoxedStrategy<Bad> {
+    let list = |application_id: &str, container_id: &str| {
+        Call::ListLogs(proto::ListLogsRequest {
+            application_id: application_id.to_string(),
+            container_id: container_id.to_string(),
+        })
+    };
+    let read = |container_id: &str, file: &str| {
+        Call::ReadLog(proto::ReadLogRequest {
+            container_id: container_id.to_string(),
+            file: file.to_string(),
+            offset: 0,
+        })
+    };
+    let logged = ids.foreign.clone();
+    let app = ids.finished_app.clone();
+    let (i1, i2, i3, i4) = (ids.clone(), ids.clone(), ids.clone(), ids.clone());
+    let (a1, a2, a3) = (app.clone(), app.clone(), app.clone());
+    let (l1, l2) = (logged.clone(), logged.clone());
+    let unlogged = format!("{}_01_000099", app.replace("application", "container"));
+    let other_apps = ids.own_am.clone();
+    prop_oneof![
+        Just(bad("end", Call::UploadLogs(vec![]))),
+        Just(bad(
+            "end",
+            Call::UploadLogs(vec![log_chunk(&unlogged, "stdout", &ids.node)])
+        )),
+        bad_container_id().prop_map(move |c| bad(
+            "container_id",
+            upload_with(&i1, log_chunk(&c, "stdout", &i1.node))
+        )),
+        bad_file_name().prop_map(move |f| bad(
+            "file",
+            upload_with(&i2, log_chunk(&i2.foreign, &f, &i2.node))
+        )),
+        prop_oneof!["[a-z]{0,3}[\\x00-\\x1f][a-z]{0,3}", "[a-z]{1025,1100}"].prop_map(
+            move |n| bad(
+                "node_id",
+                upload_with(&i3, log_chunk(&i3.foreign, "stdout", &n))
+            )
+        ),
+        // A file's chunks must come one after another.
+        Just(()).prop_map(move |()| {
+            let (c, node) = (&i4.foreign, &i4.node);
+            let chunks = vec![
+                log_chunk(c, "stderr", node),
+                log_chunk(c, "stdout", node),
+                log_chunk(c, "stderr", node),
+                log_end(),
+            ];
+            bad("file", Call::UploadLogs(chunks))
+        }),
+        bad_app_id().prop_map(move |a| bad("application_id", list(&a, ""))),
+        unknown_app_id(ids.ts).prop_map(move |a| bad("application_id", list(&a, ""))),
+        bad_container_id()
+            .prop_filter("empty lists every container", |c| !c.is_empty())
+            .prop_map(move |c| bad("container_id", list(&a1, &c))),
+        Just(bad("container_id", list(&a2, &other_apps))),
+        Just(bad("container_id", list(&a3, &unlogged))),
+        bad_container_id().prop_map(move |c| bad("container_id", read(&c, "stdout"))),
+        bad_file_name().prop_map(move |f| bad("file", read(&l1, &f))),
+        "[a-z]{1,8}"
+            .prop_filter("not the stored file", |f| f != "stdout")
+            .prop_map(move |f| bad("file", read(&l2, &f))),
+    ]
+    .boxed()
+}
+
 /// Runs `cases` refused-call cases from `strategy` against one scene.
 fn throw_bad_calls(test: &str, cases: u32, strategy: impl Fn(&Ids) -> BoxedStrategy<Bad>) {
     let (rt, threads) = rm_runtime(test);
@@ -473,6 +572,11 @@ fn application_master_refuses_bad_input_by_name_and_changes_nothing() {
 #[test]
 fn resource_tracker_refuses_bad_input_by_name_and_changes_nothing() {
     throw_bad_calls("tracker", 300, bad_tracker_calls);
+}
+
+#[test]
+fn log_store_refuses_bad_input_by_name_and_changes_nothing() {
+    throw_bad_calls("logs", 200, bad_log_calls);
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! The scene the refused calls are thrown at: an RM with one node, a running application, a
-//! finished one, an id handed out but never submitted, and one staged file; and the snapshot
-//! of everything a refused call must leave as it was.
+//! finished one (its AM's logs aggregated), an id handed out but never submitted, and one
+//! staged file; and the snapshot of everything a refused call must leave as it was.
 
 use std::collections::BTreeMap;
 
@@ -28,8 +28,9 @@ pub(super) struct Ids {
     pub(super) running_attempt: String,
     /// The AM container of the running attempt.
     pub(super) own_am: String,
+    pub(super) finished_app: String,
     pub(super) finished_attempt: String,
-    /// A container of the finished application.
+    /// A container of the finished application (its AM's), with aggregated logs.
     pub(super) foreign: String,
     pub(super) node: String,
     pub(super) staged_sha: String,
@@ -79,6 +80,24 @@ impl Scene {
             .await
             .expect("the upload is stored");
 
+        // The finished application's AM container logs, aggregated.
+        rm.logs
+            .upload_logs(tokio_stream::iter(vec![
+                proto::LogUploadChunk {
+                    container_id: done_am.clone(),
+                    file: "stdout".into(),
+                    data: b"aggregated".to_vec(),
+                    node_id: nm.node_id.clone(),
+                    end: false,
+                },
+                proto::LogUploadChunk {
+                    end: true,
+                    ..Default::default()
+                },
+            ]))
+            .await
+            .expect("the logs are stored");
+
         let ts = rm.rm.as_ref().unwrap().cluster_timestamp();
         let ids = Ids {
             ts,
@@ -86,6 +105,7 @@ impl Scene {
             running_app,
             running_attempt,
             own_am,
+            finished_app: done_app,
             finished_attempt,
             foreign: done_am,
             node: nm.node_id.clone(),
@@ -115,16 +135,12 @@ impl Scene {
             .expect("ListNodes")
             .into_inner()
             .nodes;
-        let mut staged = BTreeMap::new();
-        for entry in std::fs::read_dir(self.rm.state_dir().join("staging")).expect("staging dir") {
-            let entry = entry.expect("dir entry");
-            let bytes = std::fs::read(entry.path()).unwrap_or_default();
-            staged.insert(entry.file_name().to_string_lossy().into_owned(), bytes);
-        }
+        let state = self.rm.state_dir();
         Snapshot {
             apps,
             nodes,
-            staged,
+            staged: files_under(&state.join("staging")),
+            logs: files_under(&state.join("app-logs")),
         }
     }
 }
@@ -133,6 +149,30 @@ impl Scene {
 pub(super) struct Snapshot {
     pub(super) apps: Vec<proto::ApplicationReport>,
     pub(super) nodes: Vec<proto::NodeReport>,
-    /// File name → content, temporary uploads included.
+    /// The staging store: file name → content, temporary uploads included.
     pub(super) staged: BTreeMap<String, Vec<u8>>,
+    /// The log store, likewise (its paths relative to it).
+    pub(super) logs: BTreeMap<String, Vec<u8>>,
+}
+
+/// Every file under `dir`, by its path relative to `dir`, with its content.
+fn files_under(dir: &std::path::Path) -> BTreeMap<String, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                let relative = path.strip_prefix(dir).unwrap_or(&path);
+                let bytes = std::fs::read(&path).unwrap_or_default();
+                files.insert(relative.to_string_lossy().into_owned(), bytes);
+            }
+        }
+    }
+    files
 }

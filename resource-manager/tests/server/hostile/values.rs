@@ -108,3 +108,16 @@ pub(super) fn unknown_attempt_id(ids: &Ids) -> BoxedStrategy<String> {
     ]
     .boxed()
 }
+
+/// Names that are not a plain file name inside a directory.
+pub(super) fn bad_file_name() -> BoxedStrategy<String> {
+    prop_oneof![
+        Just(String::new()),
+        Just(".".to_string()),
+        Just("..".to_string()),
+        "[a-z.]{0,5}/[a-z.]{0,5}",
+        "[a-z]{256,300}",
+        ("[a-z]{0,3}", "[a-z]{0,3}").prop_map(|(a, b)| format!("{a}\0{b}")),
+    ]
+    .boxed()
+}
