@@ -169,7 +169,10 @@ impl Core {
                 (ReportedState::Running, None) => {
                     outcome.containers_to_cleanup.push(r.id);
                     let app = r.id.application();
-                    if self.apps.get(&app).is_none_or(|a| a.state.is_final()) {
+                    // An AM that unregistered is given its grace to exit by itself: cleaning
+                    // its app up now would SIGTERM it (-107) while it is shutting down.
+                    let am_exiting = self.am_grace.iter().any(|(_, c)| c.application() == app);
+                    if !am_exiting && self.apps.get(&app).is_none_or(|a| a.state.is_final()) {
                         apps_to_cleanup.insert(app);
                     }
                 }
@@ -201,6 +204,7 @@ impl Core {
 mod tests {
     use spindle_containers::exit_status::ABORTED;
 
+    use crate::core::am::FinishCall;
     use crate::core::testkit::*;
     use crate::core::{AttemptState, ContainerState, CoreError, NodeState};
 
@@ -244,6 +248,32 @@ mod tests {
             .heartbeat("n1:1", vec![completed(got[0].id, -106)])
             .unwrap();
         assert_eq!(out.acknowledged, vec![got[0].id]);
+    }
+
+    #[test]
+    fn an_app_whose_am_is_exiting_is_not_cleaned_up_under_it() {
+        let mut t = Harness::new();
+        t.node("n1:1", 8192);
+        let attempt = t.running_app(1024);
+        let worker = t.ask(attempt, 1, 1024, 1)[0].id;
+        let am = t.am_container(attempt.application);
+        let finish = FinishCall {
+            attempt,
+            final_status: 1,
+            diagnostics: String::new(),
+            tracking_url: String::new(),
+        };
+        t.core.on_finish_am(5, finish).unwrap();
+        // The worker the finish stopped still runs for a moment; the AM is still exiting.
+        let out = t
+            .heartbeat("n1:1", vec![running(am), running(worker)])
+            .unwrap();
+        assert_eq!(out.containers_to_cleanup, vec![worker]);
+        assert!(out.applications_to_cleanup.is_empty(), "{out:?}");
+        // Once the AM has exited, a straggler gets its app cleaned up.
+        t.heartbeat("n1:1", vec![completed(am, 0)]).unwrap();
+        let out = t.heartbeat("n1:1", vec![running(worker)]).unwrap();
+        assert_eq!(out.applications_to_cleanup, vec![attempt.application]);
     }
 
     #[test]
