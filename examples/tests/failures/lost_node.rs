@@ -2,11 +2,11 @@
 //! distributed-shell runs containers on both nodes. The RM marks the node LOST after the NM
 //! expiry and reports its containers to the AM as exit -100 (ABORTED, "node … lost").
 //!
-//! Distributed-shell does not replace lost containers, so the application fails and says which
-//! containers the lost node took with it. (When the Pi example lands, its version of this story
-//! belongs here too: the SDK's allocator asks for replacements, the driver re-runs the lost
-//! tasks, and the application SUCCEEDS.)
+//! Distributed-shell does not replace lost containers, so its application fails and says which
+//! containers the lost node took with it. An SDK application does: the allocator asks for a
+//! replacement executor, the driver runs the lost task again, and the application SUCCEEDS.
 
+use std::fs;
 use std::time::{Duration, Instant};
 
 use crate::common::*;
@@ -106,4 +106,115 @@ fn a_lost_node_is_marked_lost_and_its_containers_abort_with_minus_100() {
         .find(|l| l.starts_with(&victim_id))
         .unwrap_or_else(|| panic!("the lost node is still listed:\n{nodes}"));
     assert!(lost_row.contains("LOST"), "{lost_row}");
+}
+
+/// The node manager (index into `cluster.nms`) that started process `pid`.
+fn node_of(cluster: &Cluster, pid: &str) -> usize {
+    let env = fs::read(format!("/proc/{pid}/environ")).expect("the process's environment");
+    let address = env
+        .split(|b| *b == 0)
+        .find_map(|var| var.strip_prefix(b"NM_ADDRESS="))
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .expect("NM_ADDRESS in its environment");
+    cluster
+        .node_ids
+        .iter()
+        .position(|id| *id == address)
+        .unwrap_or_else(|| panic!("{address} is not a node of the cluster"))
+}
+
+#[test]
+fn a_lost_node_s_executor_is_replaced_and_the_lost_task_runs_again() {
+    let _turn = take_turn();
+    // Three nodes of 1024 MB: the 512 MB AM takes one, spread placement puts the two 512 MB
+    // executors on the other two, so the node lost below never holds the AM.
+    let mut cluster = Cluster::start_with_rm_flags(3, 1024, SHORT_EXPIRIES);
+    // Client mode: the driver runs here, in the submitting process. `flaky hold` makes the
+    // task of input 3 write its executor's pid and wait for the release file.
+    let hold = TempDir::new("lost-node-hold");
+    let running_file = hold.path().join("running");
+    let mut submit = spindle();
+    submit.args([
+        "submit",
+        "--rm",
+        &cluster.rm_addr,
+        "--deploy-mode",
+        "client",
+        "--num-executors",
+        "2",
+        "--",
+        flaky(),
+        "hold",
+        hold.path().to_str().unwrap(),
+    ]);
+    let driver = Running::start(submit, "flaky hold");
+    wait_until(COMMAND, "a task to hold", || running_file.exists());
+    let first_pid = fs::read_to_string(&running_file).expect("pid");
+    let first_pid = first_pid.trim().to_string();
+    let victim = node_of(&cluster, &first_pid);
+    let apps = cluster.spindle("apps", &[]);
+    let app = apps
+        .stdout
+        .lines()
+        .find_map(|l| {
+            l.split_whitespace()
+                .next()
+                .filter(|w| w.starts_with("application_"))
+        })
+        .unwrap_or_else(|| panic!("no application listed:\n{apps}"))
+        .to_string();
+    let am_node = attempts(&cluster, &app)[0].node.clone();
+    assert_ne!(
+        cluster.node_ids[victim], am_node,
+        "the executor shares the AM's node"
+    );
+
+    let killed_at = Instant::now();
+    cluster.kill_node(victim);
+    assert!(!alive(first_pid.parse().expect("a pid")));
+    // The task may now finish wherever it runs again.
+    fs::write(hold.path().join("release"), b"").expect("release");
+
+    let ((), lost_at) = wait_for(Duration::from_secs(60), "the node to be LOST", || {
+        (cluster.node_state(victim).as_deref() == Some("LOST")).then_some(())
+    });
+    let held = driver.wait();
+    measured(
+        "lost node (SDK): SIGKILL to LOST (NM expiry 2 s)",
+        lost_at - killed_at,
+    );
+    measured(
+        "lost node (SDK): SIGKILL to the job done, task re-run on a replacement",
+        killed_at.elapsed(),
+    );
+    assert!(held.ok(), "{held}");
+    assert!(held.stdout.contains("sum = 28"), "{held}");
+    let again = fs::read_to_string(&running_file).expect("pid");
+    assert_ne!(again.trim(), first_pid, "the lost task ran again elsewhere");
+    let end_line = held
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("executors at the end: "))
+        .unwrap_or_else(|| panic!("{held}"));
+    let ids: Vec<u32> = end_line
+        .split_whitespace()
+        .map(|id| id.parse().expect("numeric executor ids"))
+        .collect();
+    assert_eq!(ids.len(), 2, "{held}");
+    assert!(
+        ids.iter().any(|id| *id > 2),
+        "a replacement registered: {held}"
+    );
+
+    let status = cluster.spindle("status", &[&app]);
+    assert_eq!(
+        status_field(&status.stdout, "Final-State"),
+        "SUCCEEDED",
+        "{status}"
+    );
+    wait_until(
+        Duration::from_secs(20),
+        "the app's processes to end",
+        || processes_of(&app, &cluster.work_dirs).is_empty(),
+    );
 }
