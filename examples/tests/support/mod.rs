@@ -375,74 +375,7 @@ impl Cluster {
     /// An RM (minimum allocation 128 MB) and `nodes` NMs of `memory_mb` and 4 vcores each,
     /// returned once `spindle nodes` shows them all RUNNING.
     pub fn start(nodes: usize, memory_mb: u64) -> Cluster {
-        let dir = TempDir::new("cluster");
-        let config = dir.path().join("spindle.yaml");
-        fs::write(
-            &config,
-            "resource-manager:\n  minimum-allocation: {memory_mb: 128, vcores: 1}\n",
-        )
-        .expect("write config");
-        let state_dir = dir.path().join("rm");
-        let rm = Daemon::start(
-            "resource-manager",
-            &[
-                "--config",
-                config.to_str().unwrap(),
-                "resource-manager",
-                "--bind",
-                "127.0.0.1:0",
-                "--web-bind",
-                "127.0.0.1:0",
-                "--state-dir",
-                state_dir.to_str().unwrap(),
-                "--nm-liveness-expiry",
-                "30s",
-                "--am-liveness-expiry",
-                "30s",
-            ],
-            dir.path(),
-            "cluster-timestamp",
-        );
-        let rm_addr = rm.get("rpc-address");
-        let memory = memory_mb.to_string();
-        let mut nms = Vec::new();
-        let mut work_dirs = Vec::new();
-        for index in 0..nodes {
-            let work_dir = dir.path().join(format!("nm-{index}"));
-            let nm = Daemon::start(
-                &format!("node-manager-{index}"),
-                &[
-                    "node-manager",
-                    "--rm",
-                    &rm_addr,
-                    "--bind",
-                    "127.0.0.1:0",
-                    "--web-bind",
-                    "127.0.0.1:0",
-                    "--work-dir",
-                    work_dir.to_str().unwrap(),
-                    "--memory-mb",
-                    &memory,
-                    "--vcores",
-                    "4",
-                ],
-                dir.path(),
-                "web-address",
-            );
-            nms.push(nm);
-            work_dirs.push(work_dir);
-        }
-        let node_ids = nms.iter().map(|nm| nm.get("node-id")).collect();
-        let cluster = Cluster {
-            nms,
-            rm,
-            rm_addr,
-            node_ids,
-            work_dirs,
-            dir,
-        };
-        cluster.wait_for_nodes();
-        cluster
+        Cluster::start_with_rm_flags(nodes, memory_mb, CALM_RM_FLAGS)
     }
 
     /// `spindle nodes` until every NM is RUNNING; NMs register with back-off, so this asks
@@ -571,13 +504,7 @@ pub fn wait_until(guard: Duration, what: &str, mut done: impl FnMut() -> bool) {
 
 /// SIGKILLs node manager `index` of `cluster`, as a crash would: it cleans nothing up.
 pub fn kill_node_manager(cluster: &mut Cluster, index: usize) {
-    let nm = &mut cluster.nms[index];
-    if nm.stopped {
-        return;
-    }
-    let _ = nm.child.kill();
-    let _ = nm.child.wait();
-    nm.stopped = true;
+    cluster.nms[index].kill_hard();
 }
 
 impl Running {
