@@ -3,6 +3,7 @@
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
         "common.proto",
+        "security.proto",
         "client.proto",
         "am.proto",
         "node.proto",

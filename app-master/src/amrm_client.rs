@@ -441,6 +441,7 @@ mod tests {
                 vcores: 1,
             }),
             priority: 0,
+            container_token: String::new(),
         }
     }
 

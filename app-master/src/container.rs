@@ -109,6 +109,7 @@ mod tests {
                 vcores: 1,
             }),
             priority: 3,
+            container_token: String::new(),
         }
     }
 

@@ -149,7 +149,7 @@ impl NmClient {
                     container_id: container.id.to_string(),
                     resource: Some(container.resource.to_proto()),
                     launch_context: Some(launch.to_proto()),
-                    user: self.inner.user.clone(),
+                    container_token: String::new(),
                 })
                 .collect(),
         };

@@ -148,6 +148,7 @@ impl ResourceTracker for Service {
         Ok(Response::new(proto::RegisterNodeResponse {
             heartbeat_interval_ms: self.heartbeat_interval_ms,
             cluster_timestamp: 1_700_000_000_000,
+            node_keys: Vec::new(),
         }))
     }
 
@@ -304,6 +305,13 @@ impl ApplicationClient for Service {
         &self,
         _: Request<proto::ListNodesRequest>,
     ) -> Result<Response<proto::ListNodesResponse>, Status> {
+        Err(only_watches())
+    }
+
+    async fn get_log_tokens(
+        &self,
+        _: Request<proto::GetLogTokensRequest>,
+    ) -> Result<Response<proto::GetLogTokensResponse>, Status> {
         Err(only_watches())
     }
 }

@@ -136,7 +136,7 @@ pub fn run_program(
                 executable: true,
             }],
         }),
-        user: "alice".into(),
+        container_token: String::new(),
     }
 }
 

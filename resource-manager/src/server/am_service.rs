@@ -52,6 +52,7 @@ impl ApplicationMaster for AmService {
             max_allocate_wait_ms: u32::try_from(self.max_allocate_wait.as_millis())
                 .unwrap_or(u32::MAX),
             containers_from_previous_attempts: Vec::new(),
+            nm_tokens: Vec::new(),
         }))
     }
 

@@ -54,6 +54,7 @@ impl ApplicationClient for ClientService {
             .await?;
         Ok(Response::new(proto::SubmitApplicationResponse {
             attempt_id: attempt.map(|a| a.to_string()).unwrap_or_default(),
+            am_token: String::new(),
         }))
     }
 
@@ -123,6 +124,14 @@ impl ApplicationClient for ClientService {
         Ok(Response::new(proto::KillApplicationResponse {
             killed: true,
         }))
+    }
+
+    async fn get_log_tokens(
+        &self,
+        _request: Request<proto::GetLogTokensRequest>,
+    ) -> Result<Response<proto::GetLogTokensResponse>, Status> {
+        // Until node keys exist no NM checks tokens, so there is nothing to hand out yet.
+        Ok(Response::new(proto::GetLogTokensResponse::default()))
     }
 
     async fn list_nodes(

@@ -124,7 +124,7 @@ async fn start(mut client: ContainerManagerClient<Channel>, am: AmLaunch) -> Res
             container_id: id.clone(),
             resource: Some(am.resource.to_proto()),
             launch_context: Some(am.launch.to_proto()),
-            user: am.user,
+            container_token: String::new(),
         }],
     };
     let response = client

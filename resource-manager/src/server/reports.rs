@@ -145,6 +145,8 @@ pub fn app_report(core: &Core, app: &App) -> proto::ApplicationReport {
 
 pub fn allocate_response(core: &Core, news: AllocateNews) -> proto::AllocateResponse {
     proto::AllocateResponse {
+        nm_tokens: Vec::new(),
+        am_token: String::new(),
         allocated: news
             .allocated
             .into_iter()
@@ -155,6 +157,7 @@ pub fn allocate_response(core: &Core, news: AllocateNews) -> proto::AllocateResp
                 node_http_address: c.node_http_address,
                 resource: Some(c.resource.to_proto()),
                 priority: c.priority,
+                container_token: String::new(),
             })
             .collect(),
         completed: news

@@ -48,6 +48,7 @@ impl ResourceTracker for TrackerService {
         Ok(Response::new(proto::RegisterNodeResponse {
             heartbeat_interval_ms: self.interval_ms(),
             cluster_timestamp: self.cluster_timestamp,
+            node_keys: Vec::new(),
         }))
     }
 
@@ -67,6 +68,7 @@ impl ResourceTracker for TrackerService {
                 containers_to_cleanup: strings(&outcome.containers_to_cleanup),
                 applications_to_cleanup: strings(&outcome.applications_to_cleanup),
                 containers_acknowledged: strings(&outcome.acknowledged),
+                node_keys: Vec::new(),
             },
             Err(CoreError::UnknownNode(_)) => proto::NodeHeartbeatResponse {
                 action: proto::NodeAction::Resync as i32,

@@ -32,7 +32,6 @@ async fn an_application_runs_from_submission_to_success() {
         Some("am")
     );
     assert_eq!(am.resource.unwrap().memory_mb, 512);
-    assert_eq!(am.user, "tester");
     let attempt = attempt_of(&am.container_id);
 
     rm.register_am(&attempt).await;

@@ -72,7 +72,6 @@ async fn an_application_is_submitted_polled_and_killed_over_rest() {
 
     // The node is asked to start the AM as a gRPC submission would have it.
     let am = nm.started().await;
-    assert_eq!(am.user, "alice");
     assert_eq!(am.resource.unwrap().memory_mb, 512);
     let launch = am.launch_context.unwrap();
     assert_eq!(
