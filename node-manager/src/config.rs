@@ -34,6 +34,9 @@ pub struct NmConfig {
     pub monitor_interval: Duration,
     /// Whether containers get cgroups (a kernel-enforced memory limit, whole-container kills).
     pub cgroups: CgroupMode,
+    /// The daemon secret this NM proves to register (a file only its owner may read). None: the
+    /// `SPINDLE_DAEMON_SECRET_FILE` environment variable must name it.
+    pub daemon_secret_file: Option<PathBuf>,
 }
 
 /// `cgroups:` in `spindle.yaml`.
@@ -62,6 +65,7 @@ impl Default for NmConfig {
             kill_grace: Duration::from_millis(250),
             monitor_interval: Duration::from_secs(3),
             cgroups: CgroupMode::Auto,
+            daemon_secret_file: None,
         }
     }
 }

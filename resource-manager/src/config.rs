@@ -53,6 +53,10 @@ pub struct RmConfig {
     /// (`Authorization: Bearer <secret>`): a file only its owner may read. None: the RM
     /// generates `state-dir/client.secret` on its first start and keeps using it.
     pub secret_file: Option<PathBuf>,
+    /// The daemon secret NMs prove to register, from which the keys of container and NM tokens
+    /// are derived: a file only its owner may read. None: the RM generates
+    /// `state-dir/daemon.secret` on its first start and keeps using it.
+    pub daemon_secret_file: Option<PathBuf>,
     /// Whether reads on the web port (the UI, REST GETs and `/metrics`) need no secret.
     pub anonymous_reads: bool,
 }
@@ -73,6 +77,7 @@ impl Default for RmConfig {
             max_attempts_limit: 10,
             max_completed_applications: 10_000,
             secret_file: None,
+            daemon_secret_file: None,
             anonymous_reads: true,
         }
     }
