@@ -21,7 +21,7 @@ pub use secret::{Secret, SecretError, SecretKind};
 pub use token::{
     Key, KeyRing, TokenError, TokenIdentifier, derive_node_key, issue, node_key_ring, verify,
 };
-pub use user::{current_user, validate_user};
+pub use user::{USER_ENV, client_user, current_user, validate_user};
 
 /// Milliseconds since the Unix epoch: the clock that proofs and token expiries are read against.
 pub fn now_ms() -> u64 {

@@ -104,6 +104,18 @@ impl Secret {
         &self.bytes
     }
 
+    /// Whether `presented` is this secret (as an HTTP bearer presents it), compared in constant
+    /// time by digest, so that neither its bytes nor its length leak through timing.
+    pub fn matches(&self, presented: &str) -> bool {
+        use sha2::{Digest, Sha256};
+        let ours: [u8; 32] = Sha256::digest(&self.bytes).into();
+        let theirs: [u8; 32] = Sha256::digest(presented.trim().as_bytes()).into();
+        ours.iter()
+            .zip(theirs.iter())
+            .fold(0u8, |diff, (a, b)| diff | (a ^ b))
+            == 0
+    }
+
     /// Reads a secret file, refusing one that group or others may read, one that is not a regular
     /// file, and one too short to be unguessable.
     pub fn read(path: &Path) -> Result<Secret, SecretError> {
@@ -206,6 +218,7 @@ mod tests {
         let (second, generated) = Secret::read_or_generate(&path).unwrap();
         assert!(!generated);
         assert_eq!(first, second);
+        assert!(first.matches(text.trim()) && !first.matches(&text.trim()[1..]));
         assert!(!temp_path(&path).exists());
         assert_eq!(
             format!("{first:?}"),

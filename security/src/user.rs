@@ -7,6 +7,21 @@ use crate::error::AuthError;
 /// The longest user name accepted (Linux' own limit is 32).
 pub const MAX_USER_CHARS: usize = 64;
 
+/// Names the user a client acts for instead of its OS user, as `HADOOP_USER_NAME` does under
+/// YARN's simple authentication: a convenience, not a protection (docs/security.md).
+pub const USER_ENV: &str = "SPINDLE_USER";
+
+/// The user a client's calls act for: `SPINDLE_USER` when set, else the OS user.
+pub fn client_user() -> Result<String, AuthError> {
+    match std::env::var(USER_ENV) {
+        Ok(name) if !name.is_empty() => {
+            validate_user(&name).map_err(|e| AuthError::BadUser(format!("{USER_ENV}: {e}")))?;
+            Ok(name)
+        }
+        _ => Ok(current_user()),
+    }
+}
+
 /// The name of the user this process runs as: from the password database, else `$USER`, else
 /// the numeric uid.
 pub fn current_user() -> String {
