@@ -121,7 +121,12 @@ async fn prepare_and_spawn(
             })?;
     }
     node.localizer
-        .localize(&launch.local_resources, &dir)
+        .localize(
+            &launch.local_resources,
+            &node.layout.file_cache(),
+            &dir,
+            None,
+        )
         .await?;
     let script_path = dir.join(SCRIPT_FILE);
     tokio::fs::write(&script_path, script)
@@ -144,6 +149,7 @@ async fn prepare_and_spawn(
         stderr: log_dir.join("stderr"),
         inherited_env: node.inherited_env.clone(),
         cgroup: cgroup.clone(),
+        run_as: None,
     });
     if spawned.is_err()
         && let Some(cgroup) = cgroup

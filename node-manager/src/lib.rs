@@ -196,10 +196,7 @@ impl NodeManager {
             rm_address: config.rm.clone(),
             rm_channel: channel.clone(),
             kill_grace: config.kill_grace,
-            localizer: Localizer::new(
-                layout.file_cache(),
-                Arc::new(rm_client::StagingFetch::new(channel.clone())),
-            ),
+            localizer: Localizer::new(Arc::new(rm_client::StagingFetch::new(channel.clone()))),
             layout,
             cgroups,
             containers: ContainerTable::new(journal),
