@@ -9,24 +9,23 @@
 //! names one container, its node, its resource, its application and its owner: the node starts
 //! exactly that container, and runs it for that owner (never for a user named in the request).
 
-use std::sync::{PoisonError, RwLock};
-
 use spindle_containers::{ApplicationId, ContainerId, NodeId, Resource};
 use spindle_protocol as proto;
 use spindle_security::{AuthError, KeyRing, Secret, node_key_ring, validate_user, verify};
+use tokio::sync::watch;
 
 /// The node keys, as last announced by the RM.
 #[derive(Debug)]
 pub struct NodeKeys {
     daemon: Secret,
-    ring: RwLock<Option<KeyRing>>,
+    ring: watch::Sender<Option<KeyRing>>,
 }
 
 impl NodeKeys {
     pub fn new(daemon: Secret) -> NodeKeys {
         NodeKeys {
             daemon,
-            ring: RwLock::new(None),
+            ring: watch::Sender::new(None),
         }
     }
 
@@ -37,15 +36,23 @@ impl NodeKeys {
             return;
         }
         let ring = node_key_ring(&self.daemon, announced);
-        *self.ring.write().unwrap_or_else(PoisonError::into_inner) = Some(ring);
+        self.ring.send_if_modified(|held| {
+            let changed = held.as_ref() != Some(&ring);
+            *held = Some(ring);
+            changed
+        });
     }
 
     /// The keys to check tokens with; `None` before the RM announced any.
     pub fn ring(&self) -> Option<KeyRing> {
-        self.ring
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.ring.borrow().clone()
+    }
+
+    /// Resolves once the RM has announced keys.
+    pub async fn announced(&self) {
+        let mut ring = self.ring.subscribe();
+        // The sender lives as long as `self`, so the wait ends only with keys.
+        let _ = ring.wait_for(Option::is_some).await;
     }
 }
 

@@ -323,6 +323,13 @@ impl NodeManager {
         self.node.cgroups.as_ref().map(NodeCgroups::dir)
     }
 
+    /// Resolves once the node has registered with the RM and holds the keys that check its
+    /// tokens: from then on it can start containers. Start does not wait for this (the RM may
+    /// come up later); an embedded cluster or a test that wants to use the node at once does.
+    pub async fn registered(&self) {
+        self.node.keys.announced().await;
+    }
+
     /// Resolves when the node manager has given up by itself, with why: the RM refused to
     /// register it (a wrong daemon secret, say), which trying again cannot mend. It still serves
     /// until `shutdown`; a daemon waits on this beside its stop signal and exits with the error.
