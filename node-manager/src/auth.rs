@@ -269,7 +269,7 @@ mod tests {
             seed: vec![9; 32],
         };
         let keys = NodeKeys::new(daemon.clone());
-        keys.announce(&[announced.clone()]);
+        keys.announce(std::slice::from_ref(&announced));
         // An empty announcement keeps what there is.
         keys.announce(&[]);
         let key = spindle_security::derive_node_key(&daemon, &announced);
