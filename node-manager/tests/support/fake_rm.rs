@@ -30,6 +30,8 @@ struct State {
     logs: BTreeMap<(String, String), Vec<u8>>,
     /// Announced in every answer, newest first.
     node_keys: Vec<proto::NodeKey>,
+    /// Bumped at every change of `node_keys`.
+    key_generation: u64,
 }
 
 /// One finished `UploadLogs`: (container id, file) → content, and the node that sent it.
@@ -47,6 +49,8 @@ struct Service {
     heartbeats: mpsc::UnboundedSender<proto::NodeHeartbeatRequest>,
     uploads: mpsc::UnboundedSender<Upload>,
     ended_apps: watch::Sender<HashSet<String>>,
+    /// (heartbeats answered, the key generation the last answer carried).
+    answered: watch::Sender<(u64, u64)>,
 }
 
 pub struct FakeRm {
@@ -56,6 +60,7 @@ pub struct FakeRm {
     /// Every upload that ended with its `end` message.
     pub uploads: mpsc::UnboundedReceiver<Upload>,
     ended_apps: watch::Sender<HashSet<String>>,
+    answered: watch::Sender<(u64, u64)>,
     state: Arc<Mutex<State>>,
     stop: Option<oneshot::Sender<()>>,
 }
@@ -75,6 +80,7 @@ impl FakeRm {
         let (hb_tx, heartbeats) = mpsc::unbounded_channel();
         let (up_tx, uploads) = mpsc::unbounded_channel();
         let ended_apps = watch::Sender::new(HashSet::new());
+        let answered = watch::Sender::new((0, 0));
         let state = Arc::new(Mutex::new(State {
             node_keys: vec![super::tokens::first_node_key()],
             ..State::default()
@@ -87,6 +93,7 @@ impl FakeRm {
             heartbeats: hb_tx,
             uploads: up_tx,
             ended_apps: ended_apps.clone(),
+            answered: answered.clone(),
         };
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(
@@ -117,6 +124,7 @@ impl FakeRm {
             heartbeats,
             uploads,
             ended_apps,
+            answered,
             state,
             stop: Some(stop),
         }
@@ -150,7 +158,23 @@ impl FakeRm {
 
     /// From now on, answers announce `keys` (newest first).
     pub fn announce(&self, keys: Vec<proto::NodeKey>) {
-        self.state.lock().unwrap().node_keys = keys;
+        let mut state = self.state.lock().unwrap();
+        state.node_keys = keys;
+        state.key_generation += 1;
+    }
+
+    /// Waits until the (one) node has taken in the keys announced last: a heartbeat answer
+    /// carried them, and the node has sent its next heartbeat, which it does only after it has
+    /// acted on that answer.
+    pub async fn keys_heard(&self) {
+        let generation = self.state.lock().unwrap().key_generation;
+        let mut answered = self.answered.subscribe();
+        let carried = answered
+            .wait_for(|(_, g)| *g == generation)
+            .await
+            .unwrap()
+            .0;
+        answered.wait_for(|(n, _)| *n > carried).await.unwrap();
     }
 }
 
@@ -192,6 +216,9 @@ impl ResourceTracker for Service {
         if answer.node_keys.is_empty() {
             answer.node_keys = state.node_keys.clone();
         }
+        let generation = state.key_generation;
+        self.answered
+            .send_modify(|(n, g)| (*n, *g) = (*n + 1, generation));
         Ok(Response::new(answer))
     }
 }
