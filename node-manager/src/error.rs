@@ -75,9 +75,9 @@ pub enum LaunchError {
     ContainerId(IdError),
     #[error(transparent)]
     Resource(#[from] ResourceError),
-    #[error(transparent)]
+    #[error("launch_context: {0}")]
     LaunchContext(#[from] LaunchContextError),
-    #[error(transparent)]
+    #[error("launch_context: {0}")]
     Script(#[from] LaunchScriptError),
     #[error("container {0} is already known on this node: a container id is started once")]
     AlreadyKnown(ContainerId),
@@ -88,7 +88,7 @@ pub enum LaunchError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error(transparent)]
+    #[error("launch_context.local_resources: {0}")]
     Localize(#[from] LocalizeError),
     #[error(transparent)]
     Process(#[from] ProcessError),

@@ -290,6 +290,26 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_link_a_container_planted_in_its_log_dir_is_never_followed() {
+        let work = tempfile::tempdir().unwrap();
+        let layout = Layout::new(work.path());
+        write_log(&layout, cid(1, 1), "stdout", "mine\n");
+        let secret = work.path().join("secret");
+        std::fs::write(&secret, "not yours\n").unwrap();
+        let dir = layout.log_dir(cid(1, 1));
+        std::os::unix::fs::symlink(&secret, dir.join("stderr")).unwrap();
+        assert!(matches!(
+            log_file(&layout, cid(1, 1), "stderr").await,
+            Err(LogError::NoFile { .. })
+        ));
+        // Not listed (so not aggregated), not read by a path that was swapped after the check.
+        let listed = list(&layout, cid(1, 1).application(), None).await.unwrap();
+        assert_eq!(listed[0].files, vec![("stdout".to_string(), 5)]);
+        assert!(read_from(dir.join("stderr"), 0).await.is_err());
+        assert_eq!(tail(&dir.join("stderr"), 10, 4096).await, "");
+    }
+
+    #[tokio::test]
     async fn tail_keeps_the_last_whole_lines() {
         let work = tempfile::tempdir().unwrap();
         let path = work.path().join("stderr");
@@ -299,5 +319,43 @@ mod tests {
         // 12 bytes from the end cut "line 19" in half: the fragment is dropped.
         assert_eq!(tail(&path, 10, 12).await, "line 20");
         assert_eq!(tail(&work.path().join("missing"), 3, 4096).await, "");
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 128, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// A log file name opens one of the container's own log files, or nothing.
+        #[test]
+        fn a_log_file_name_never_opens_anything_outside_the_log_dir(
+            name in prop_oneof![
+                Just(String::new()),
+                Just(".".to_string()),
+                Just("..".to_string()),
+                Just("stdout".to_string()),
+                "(\\.\\./){1,4}(secret|state/containers\\.redb)",
+                "/[a-z]{1,8}(/[a-z]{1,8}){0,3}",
+                "stdout/\\.\\./\\.\\./[a-z]{1,5}",
+                "stdout\\x00[a-z./]{0,5}",
+                "[a-z]{256,300}",
+                "\\PC{1,16}",
+            ]
+        ) {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let work = tempfile::tempdir().unwrap();
+            let layout = Layout::new(work.path());
+            write_log(&layout, cid(1, 1), "stdout", "mine");
+            std::fs::write(work.path().join("secret"), "not yours").unwrap();
+            match runtime.block_on(log_file(&layout, cid(1, 1), &name)) {
+                Ok(path) => {
+                    prop_assert_eq!(&name, "stdout");
+                    prop_assert_eq!(path, layout.log_dir(cid(1, 1)).join("stdout"));
+                }
+                Err(LogError::BadFileName(_)) => prop_assert!(!is_plain_file_name(&name)),
+                Err(LogError::NoFile { .. }) => prop_assert!(is_plain_file_name(&name)),
+                Err(e) => prop_assert!(false, "{name:?}: {e}"),
+            }
+        }
     }
 }
