@@ -30,7 +30,8 @@ impl Layout {
         &self.root
     }
 
-    /// Creates the node manager's own directories, each with its mode.
+    /// Creates the node manager's own directories, each with its mode, and empties
+    /// `nmprivate` of launches an earlier run did not finish.
     pub fn prepare(&self) -> std::io::Result<()> {
         for (name, mode) in [
             ("appcache", 0o711),
@@ -47,6 +48,14 @@ impl Layout {
             }
             // Also when it existed (an earlier version made it 0755), and whatever the umask.
             std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode))?;
+        }
+        for entry in std::fs::read_dir(self.root.join("nmprivate"))? {
+            let path = entry?.path();
+            tracing::info!(
+                "removing {}: a launch the last run did not finish",
+                path.display()
+            );
+            std::fs::remove_dir_all(&path)?;
         }
         Ok(())
     }
@@ -125,7 +134,11 @@ mod tests {
         .unwrap();
         let layout = Layout::new(work.path());
         layout.prepare().unwrap();
+        let unfinished = work.path().join("nmprivate/container_1_0001_01_000001");
+        std::fs::create_dir(&unfinished).unwrap();
+        std::fs::write(unfinished.join("launch_container.sh"), "").unwrap();
         layout.prepare().unwrap();
+        assert!(!unfinished.exists());
         let mode = |name: &str| {
             std::fs::metadata(work.path().join(name))
                 .unwrap()

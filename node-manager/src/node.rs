@@ -72,3 +72,22 @@ pub fn inherited_env() -> Vec<(String, String)> {
     }
     env
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn containers_inherit_only_the_allowed_variables() {
+        // The test's own environment holds many more (CARGO_*, HOME, the runner's): none passes.
+        let inherited = inherited_env();
+        for (name, _) in &inherited {
+            assert!(
+                INHERITED_ENV.contains(&name.as_str()),
+                "{name} leaks into containers"
+            );
+        }
+        assert!(inherited.iter().any(|(name, _)| name == "PATH"));
+        assert!(std::env::vars().count() > inherited.len());
+    }
+}
