@@ -178,12 +178,13 @@ impl NodeManager {
         let work_dir = prepare_work_dir(&config.work_dir)?;
         users.check_reachable(&work_dir)?;
         let layout = Layout::new(work_dir);
+        // First, so that a second node manager on this work dir is refused before it binds or
+        // touches anything of the first.
+        let store = StateStore::open(&layout.state_file())?;
         layout.prepare().map_err(|source| NmError::WorkDir {
             path: layout.root().to_path_buf(),
             source,
         })?;
-        // First, so that a second node manager on this work dir is refused before it binds.
-        let store = StateStore::open(&layout.state_file())?;
         let records = store.load()?;
         let journal = Journal::start(store, layout.clone()).map_err(NmError::StateStoreThread)?;
         let rpc_listener = bind("bind", config.bind).await?;
