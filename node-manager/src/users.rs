@@ -201,7 +201,13 @@ mod tests {
 
     #[test]
     fn a_closed_directory_above_the_work_dir_is_named() {
-        let policy = root_policy("nobody", false).unwrap();
+        // The directories are the test's own: the fallback must be someone else.
+        let me = nix::unistd::geteuid().as_raw();
+        let fallback = ["nobody", "daemon"]
+            .into_iter()
+            .find(|name| RunAs::lookup(name).unwrap().is_some_and(|u| u.uid != me))
+            .expect("the host has nobody or daemon");
+        let policy = root_policy(fallback, false).unwrap();
         let top = tempfile::tempdir().unwrap();
         std::fs::set_permissions(top.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
         let work = top.path().join("work");
