@@ -71,11 +71,16 @@ mod hex_material {
 
     use super::KEY_MATERIAL_BYTES;
 
-    pub fn serialize<S: Serializer>(bytes: &[u8; KEY_MATERIAL_BYTES], s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: Serializer>(
+        bytes: &[u8; KEY_MATERIAL_BYTES],
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         s.serialize_str(&hex::encode(bytes))
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; KEY_MATERIAL_BYTES], D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<[u8; KEY_MATERIAL_BYTES], D::Error> {
         let text = String::deserialize(d)?;
         let bytes = hex::decode(&text).map_err(|_| D::Error::custom("key material is not hex"))?;
         bytes.try_into().map_err(|bytes: Vec<u8>| {

@@ -108,11 +108,27 @@ async fn unknown_and_malformed_ids_are_named() {
         Code::InvalidArgument,
         "application_id: malformed application id \"nonsense\"",
     );
-    let r = rm
-        .allocate(&format!("appattempt_{ts}_0042_000001"), vec![], 0)
+
+    // An AM may name its own attempt only, and must name it well.
+    let mut nm = FakeNm::register(&rm, 4096).await;
+    rm.submit(512).await;
+    let own = attempt_of(&nm.started().await.container_id);
+    let mut am = rm.am_for(&own);
+    let r = am
+        .allocate(allocate_request(
+            &format!("appattempt_{ts}_0042_000001"),
+            vec![],
+            0,
+        ))
         .await;
-    assert_refused(r, Code::NotFound, "attempt_id=appattempt_");
-    let r = rm.allocate("appattempt_x", vec![], 0).await;
+    assert_refused(
+        r,
+        Code::PermissionDenied,
+        &format!("this call names attempt_id=appattempt_{ts}_0042_000001"),
+    );
+    let r = am
+        .allocate(allocate_request("appattempt_x", vec![], 0))
+        .await;
     assert_refused(
         r,
         Code::InvalidArgument,
@@ -164,7 +180,7 @@ async fn bad_asks_name_the_field_and_the_limit() {
     let mut bad_release = allocate_request(&attempt, vec![], 0);
     bad_release.release = vec!["container_1_1".into()];
     assert_refused(
-        rm.am.allocate(bad_release).await,
+        rm.am_for(&attempt).allocate(bad_release).await,
         Code::InvalidArgument,
         "release[0]: malformed container id",
     );
@@ -173,7 +189,7 @@ async fn bad_asks_name_the_field_and_the_limit() {
     let got = rm.allocate(&attempt, vec![], 0).await.unwrap();
     assert!(got.allocated.is_empty());
     let r = rm
-        .am
+        .am_for(&attempt)
         .finish_application_master(proto::FinishApplicationMasterRequest {
             attempt_id: attempt.clone(),
             final_status: 0,

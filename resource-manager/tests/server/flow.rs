@@ -56,7 +56,7 @@ async fn an_application_runs_from_submission_to_success() {
     assert_eq!(got.num_cluster_nodes, 1);
 
     // A poll waits for news; the NM's heartbeat with a completion answers it at once.
-    let mut poller = rm.am.clone();
+    let mut poller = rm.am_for(&attempt);
     let open = tokio::spawn({
         let attempt = attempt.clone();
         async move {
@@ -83,15 +83,8 @@ async fn an_application_runs_from_submission_to_success() {
     assert_eq!(polled.completed[0].container_id, first);
     assert_eq!(polled.completed[0].exit_status, 0);
 
-    rm.am
-        .finish_application_master(proto::FinishApplicationMasterRequest {
-            attempt_id: attempt.clone(),
-            final_status: proto::FinalStatus::Succeeded as i32,
-            diagnostics: "done".into(),
-            tracking_url: String::new(),
-        })
-        .await
-        .unwrap();
+    rm.finish(&attempt, proto::FinalStatus::Succeeded, "done")
+        .await;
     let report = rm.report(&app).await;
     assert_eq!(report.state, proto::ApplicationState::Finished as i32);
     assert_eq!(report.final_status, proto::FinalStatus::Succeeded as i32);
