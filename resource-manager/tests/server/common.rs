@@ -155,7 +155,17 @@ impl Rm {
         self.restart(true).await
     }
 
-    async fn restart(mut self, graceful: bool) -> Rm {
+    async fn restart(self, graceful: bool) -> Rm {
+        self.restart_after(graceful, |_| {}).await
+    }
+
+    /// Stops the RM (gracefully or as a crash), runs `between` on the state directory while no
+    /// RM has it open, and starts a new RM on it and the same ports.
+    pub async fn restart_after(
+        mut self,
+        graceful: bool,
+        between: impl FnOnce(&std::path::Path),
+    ) -> Rm {
         let rm = self.rm.take().expect("running");
         let mut config = self.config.clone();
         config.bind = rm.rpc_addr();
@@ -165,6 +175,7 @@ impl Rm {
         } else {
             within("the RM to abort", rm.abort()).await;
         }
+        between(&config.state_dir);
         Self::start_on(config, self.state, self.am_tokens).await
     }
 
@@ -656,6 +667,7 @@ impl FakeNm {
     pub async fn started(&mut self) -> proto::StartContainerRequest {
         match self.next_event().await {
             NmEvent::Started(r) => r,
+            NmEvent::Refused(why) => panic!("the node refused the RM's tokens: {why}"),
             other => panic!("expected StartContainers, got {other:?}"),
         }
     }

@@ -7,11 +7,14 @@
 //!   before.
 //! - **Nothing panics.** Random requests of every kind, valid or not, in random order: no
 //!   thread of the RM panics and it still answers.
+//! - **No door opens to forged credentials.** Junk and near-miss proofs and tokens on right
+//!   requests are refused as unauthenticated, and change nothing (`guards`).
 //!
 //! Each test's RM runs on a runtime of its own whose threads carry a name, so that a panic
 //! anywhere in it (a handler, the core task) is counted, even one that tonic or tokio would
 //! swallow.
 
+mod guards;
 mod random;
 mod refused;
 mod scene;
