@@ -133,3 +133,35 @@ impl RmConfig {
         self.key_roll_interval.saturating_mul(2)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_security_keys_read_as_written_and_default_as_the_contract_says() {
+        let defaults = RmConfig::default();
+        assert_eq!(defaults.key_roll_interval, Duration::from_secs(86_400));
+        assert_eq!(defaults.container_token_expiry, Duration::from_secs(600));
+        assert_eq!(
+            defaults.am_and_nm_token_life(),
+            Duration::from_secs(2 * 86_400)
+        );
+        let config: RmConfig = serde_json::from_value(serde_json::json!({
+            "admins": ["boss"],
+            "queue-acls": {"prod": {"submit": ["alice", "*"]}},
+            "key-roll-interval": "12h",
+            "container-token-expiry": "5m",
+        }))
+        .unwrap();
+        assert_eq!(config.admins, ["boss"]);
+        assert_eq!(config.queue_acls["prod"].submit, ["alice", ANYONE]);
+        assert_eq!(config.key_roll_interval, Duration::from_secs(12 * 3600));
+        assert_eq!(config.container_token_expiry, Duration::from_secs(300));
+        let unknown = serde_json::from_value::<RmConfig>(serde_json::json!({
+            "queue-acls": {"prod": {"administer": ["alice"]}},
+        }))
+        .unwrap_err();
+        assert!(unknown.to_string().contains("administer"), "{unknown}");
+    }
+}

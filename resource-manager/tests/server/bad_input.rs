@@ -260,3 +260,42 @@ async fn a_taken_port_is_named_in_the_error() {
     assert!(matches!(err, RmError::Bind { .. }));
     assert!(err.to_string().contains(&addr.to_string()), "{err}");
 }
+
+#[tokio::test]
+async fn bad_security_settings_are_named() {
+    let state = tempfile::tempdir().unwrap();
+    let refused = |change: &dyn Fn(&mut spindle_resource_manager::RmConfig)| {
+        let mut config = test_config(state.path());
+        change(&mut config);
+        async move {
+            match ResourceManager::start(config).await {
+                Err(e) => e.to_string(),
+                Ok(_) => panic!("started with a bad setting"),
+            }
+        }
+    };
+    let err = refused(&|c| c.admins = vec!["ok".into(), "not ok".into()]).await;
+    assert!(
+        err.contains("admins [1]") && err.contains("not a user name"),
+        "{err}"
+    );
+    let err = refused(&|c| {
+        c.queue_acls = [(
+            "prod".to_string(),
+            spindle_resource_manager::QueueAcl {
+                submit: vec!["a/b".into()],
+            },
+        )]
+        .into()
+    })
+    .await;
+    assert!(
+        err.contains("queue-acls prod.submit[0]") && err.contains("\"*\""),
+        "{err}"
+    );
+    let err = refused(&|c| c.key_roll_interval = std::time::Duration::ZERO).await;
+    assert!(
+        err.contains("key-roll-interval must be longer than 0"),
+        "{err}"
+    );
+}
