@@ -264,6 +264,8 @@ impl Localizer {
         }
         file.sync_all().await.map_err(io)?;
         drop(file);
+        // Programs are executed from the cache's hard links: no fork may still hold it open.
+        crate::fork_barrier::after_forks_in_flight().await;
         tokio::fs::set_permissions(partial, std::fs::Permissions::from_mode(CACHE_MODE))
             .await
             .map_err(io)?;
@@ -294,6 +296,9 @@ impl Localizer {
             return Err(io(std::io::ErrorKind::AlreadyExists.into()));
         }
         tokio::fs::copy(&entry, &target).await.map_err(io)?;
+        if r.executable {
+            crate::fork_barrier::after_forks_in_flight().await;
+        }
         let mode = if r.executable {
             EXECUTABLE_MODE
         } else {
