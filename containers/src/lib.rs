@@ -4,6 +4,7 @@
 pub mod cgroup;
 pub mod exit_status;
 pub mod exposition;
+mod fork_barrier;
 pub mod ids;
 pub mod launch_context;
 pub mod launch_script;

@@ -190,6 +190,7 @@ impl Localizer {
             .map_err(io(cache_dir))?;
         // Only this task downloads this digest (the lock), so the temp name needs no randomness.
         let partial = cache_dir.join(format!(".{}.download", resource.sha256));
+        let fresh = cache_dir.join(format!(".{}.fresh", resource.sha256));
         let size = match self.download(resource, &partial).await {
             Ok(size) => size,
             Err(e) => {
@@ -197,7 +198,28 @@ impl Localizer {
                 return Err(e);
             }
         };
-        tokio::fs::rename(&partial, &entry)
+        // The entry is a copy written while no fork can happen: a child forked during the
+        // download may still hold the partial file open for writing (see `fork_barrier`).
+        let (from, to) = (partial.clone(), fresh.clone());
+        let copied = crate::fork_barrier::without_forks(move || {
+            std::fs::copy(&from, &to)?;
+            std::fs::set_permissions(&to, std::fs::Permissions::from_mode(CACHE_MODE))
+        })
+        .await;
+        let _ = tokio::fs::remove_file(&partial).await;
+        let kept = match copied {
+            // Read-only, this descriptor may be shared with a fork: it makes no file busy.
+            Ok(()) => match tokio::fs::File::open(&fresh).await {
+                Ok(file) => file.sync_all().await,
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        };
+        if let Err(e) = kept {
+            let _ = tokio::fs::remove_file(&fresh).await;
+            return Err(io(&fresh)(e));
+        }
+        tokio::fs::rename(&fresh, &entry)
             .await
             .map_err(io(&entry))?;
         self.downloaded_bytes.fetch_add(size, Ordering::Relaxed);
@@ -220,7 +242,7 @@ impl Localizer {
     }
 
     /// Streams the content into `partial`, hashing as it goes; keeps it only if it verifies.
-    /// Returns its size.
+    /// Returns its size. Not made durable: the cache entry is a copy of it.
     async fn download(&self, r: &LocalResource, partial: &Path) -> Result<u64, LocalizeError> {
         let io = |source| LocalizeError::Io {
             name: r.name.clone(),
@@ -267,11 +289,8 @@ impl Localizer {
         if r.size != 0 && written != r.size {
             return Err(size_error(written));
         }
-        file.sync_all().await.map_err(io)?;
-        drop(file);
-        tokio::fs::set_permissions(partial, std::fs::Permissions::from_mode(CACHE_MODE))
-            .await
-            .map_err(io)?;
+        // Every write handed to the blocking pool has landed before the copy reads the file.
+        file.flush().await.map_err(io)?;
         Ok(written)
     }
 
@@ -300,15 +319,21 @@ impl Localizer {
         if tokio::fs::try_exists(&target).await.unwrap_or(false) {
             return Err(io(std::io::ErrorKind::AlreadyExists.into()));
         }
-        tokio::fs::copy(&entry, &target).await.map_err(io)?;
-        let mode = if r.executable {
-            EXECUTABLE_MODE
-        } else {
-            DATA_MODE
-        };
-        tokio::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode))
+        if r.executable {
+            // Executed: written while no fork can happen (see `fork_barrier`).
+            let (from, to) = (entry.clone(), target.clone());
+            crate::fork_barrier::without_forks(move || {
+                std::fs::copy(&from, &to)?;
+                std::fs::set_permissions(&to, std::fs::Permissions::from_mode(EXECUTABLE_MODE))
+            })
             .await
             .map_err(io)?;
+        } else {
+            tokio::fs::copy(&entry, &target).await.map_err(io)?;
+            tokio::fs::set_permissions(&target, std::fs::Permissions::from_mode(DATA_MODE))
+                .await
+                .map_err(io)?;
+        }
         match owner {
             Some(owner) => owner.own(&target).map_err(io),
             None => Ok(()),

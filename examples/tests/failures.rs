@@ -15,5 +15,7 @@ mod common;
 mod dead_am;
 #[path = "failures/lost_node.rs"]
 mod lost_node;
+#[path = "failures/pi_lost_node.rs"]
+mod pi_lost_node;
 #[path = "failures/rm_restart.rs"]
 mod rm_restart;

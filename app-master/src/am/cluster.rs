@@ -107,6 +107,7 @@ async fn run_driver_with(
 
     let launch = program.for_driver(&driver_url, config.executor_cores, env.application_id);
     let mut executors = Executors::start(client.clone(), &registration, &env.user, &config, launch);
+    executors.tell_driver(ready.context.clone());
     resume.resume();
 
     let mut target = ready.executor_target.clone();

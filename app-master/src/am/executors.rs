@@ -1,6 +1,7 @@
 //! The executor set of a Spark-shaped AM: the `Allocator` started with the application's
 //! executor shape, its events logged as they come, and reduced to the two that end the AM's
-//! wait: the allocator gave up, or the RM shut the attempt down.
+//! wait: the allocator gave up, or the RM shut the attempt down. A driver in the same process
+//! hears of every executor whose container ended.
 
 use spindle_containers::ApplicationId;
 use tokio::sync::mpsc;
@@ -11,6 +12,7 @@ use super::executor_launch::ExecutorLaunch;
 use crate::allocator::{Allocator, AllocatorConfig, AllocatorEvent};
 use crate::amrm_client::{AmRmClient, Registration};
 use crate::nm_client::NmClient;
+use crate::sdk::DriverContext;
 
 /// Why the executor set can no longer serve the application.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +28,8 @@ pub struct Executors {
     allocator: Allocator,
     events: mpsc::UnboundedReceiver<AllocatorEvent>,
     app_id: ApplicationId,
+    /// The driver, when it runs in this process (cluster mode).
+    driver: Option<DriverContext>,
 }
 
 impl Executors {
@@ -58,7 +62,15 @@ impl Executors {
             allocator,
             events,
             app_id,
+            driver: None,
         }
+    }
+
+    /// From now on, `driver` hears of every executor whose container ended, as Spark's
+    /// allocator tells its driver: the RM's word is the only news of a lost node's executors
+    /// whose processes live on or are cut off, so their sessions do not end.
+    pub fn tell_driver(&mut self, driver: DriverContext) {
+        self.driver = Some(driver);
     }
 
     /// Keeps `total` executors from now on (the driver's `request_total_executors`).
@@ -104,6 +116,9 @@ impl Executors {
                     failure,
                 } => {
                     let how = status.describe();
+                    if let Some(driver) = &self.driver {
+                        driver.executor_container_ended(&executor_id.to_string(), how.clone());
+                    }
                     if failure {
                         warn!(executor_id, container_id = %container.id, %how, "executor failed");
                     } else {

@@ -199,6 +199,15 @@ impl DriverContext {
         self.runtime.block_on(self.shutdown_async())
     }
 
+    /// Tells the driver that executor `executor_id`'s container has ended, as the RM reported
+    /// it to the AM: its tasks run again elsewhere.
+    pub(crate) fn executor_container_ended(&self, executor_id: &str, diagnostics: String) {
+        let _ = self.events.send(Event::ContainerEnded {
+            executor_id: executor_id.to_string(),
+            diagnostics,
+        });
+    }
+
     /// [`DriverContext::shutdown`] for async drivers.
     pub async fn shutdown_async(&self) {
         let (done, told) = oneshot::channel();

@@ -92,6 +92,11 @@ pub(crate) enum Event {
     SessionEnded {
         session: u64,
     },
+    /// The executor's container ended, as the RM told the AM (Spark's `RemoveExecutor`).
+    ContainerEnded {
+        executor_id: String,
+        diagnostics: String,
+    },
     SubmitJob {
         task_name: String,
         inputs: Vec<Vec<u8>>,
@@ -173,6 +178,7 @@ impl DriverEndpoint {
             app_id: config.app_id.clone(),
             sessions: HashMap::new(),
             session_of: HashMap::new(),
+            forgotten: HashMap::new(),
             jobs: HashMap::new(),
             executors: executors_tx,
             accepting: true,
@@ -296,6 +302,9 @@ struct SchedulerLoop {
     app_id: Option<String>,
     sessions: HashMap<u64, Session>,
     session_of: HashMap<String, u64>,
+    /// Sessions of executors whose containers ended while their sessions stayed open: no
+    /// longer used, told to shut down with the others.
+    forgotten: HashMap<u64, Session>,
     jobs: HashMap<JobId, JobReply>,
     executors: watch::Sender<Vec<ExecutorInfo>>,
     /// False once shutdown began: no new executors, no new jobs.
@@ -314,6 +323,10 @@ impl SchedulerLoop {
                 } => self.on_register(session, info, app_id, outbox),
                 Event::Status { session, update } => self.on_status(session, update),
                 Event::SessionEnded { session } => self.on_session_ended(session),
+                Event::ContainerEnded {
+                    executor_id,
+                    diagnostics,
+                } => self.on_container_ended(executor_id, diagnostics),
                 Event::SubmitJob {
                     task_name,
                     inputs,
@@ -404,6 +417,7 @@ impl SchedulerLoop {
     }
 
     fn on_session_ended(&mut self, session: u64) {
+        self.forgotten.remove(&session);
         let Some(ended) = self.sessions.remove(&session) else {
             return;
         };
@@ -416,6 +430,33 @@ impl SchedulerLoop {
             );
         }
         let effects = self.core.executor_lost(&ended.executor_id);
+        self.publish_executors();
+        self.perform(effects);
+    }
+
+    /// The RM says the executor's container is over, while its session may still be open: a
+    /// lost node's containers end with -100 whether their processes died with it, live on
+    /// without their node manager, or are cut off behind a partition that no session notices.
+    /// As Spark's driver on `RemoveExecutor`, its tasks run again elsewhere and it gets no more.
+    /// Its session is kept, not closed: what it still sends is ignored, and a process that
+    /// lives on is its node manager's to stop once the node is back (the RM has it killed).
+    fn on_container_ended(&mut self, executor_id: String, diagnostics: String) {
+        let Some(session) = self.session_of.remove(&executor_id) else {
+            return;
+        };
+        let Some(removed) = self.sessions.remove(&session) else {
+            return;
+        };
+        if self.accepting {
+            warn!(
+                executor_id = %executor_id,
+                running = self.core.running_on(&executor_id),
+                %diagnostics,
+                "lost executor: its container ended; re-running its tasks elsewhere"
+            );
+        }
+        self.forgotten.insert(session, removed);
+        let effects = self.core.executor_lost(&executor_id);
         self.publish_executors();
         self.perform(effects);
     }
@@ -475,7 +516,7 @@ impl SchedulerLoop {
             info!(executors = self.sessions.len(), "shutting down executors");
         }
         self.accepting = false;
-        for (_, session) in self.sessions.drain() {
+        for (_, session) in self.sessions.drain().chain(self.forgotten.drain()) {
             let _ = session
                 .outbox
                 .send(Ok(message(driver_message::Message::Shutdown(Shutdown {}))));

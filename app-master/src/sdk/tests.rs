@@ -329,6 +329,61 @@ fn tasks_of_an_executor_whose_session_drops_rerun_elsewhere() {
 }
 
 #[test]
+fn an_executor_whose_container_ended_is_dropped_though_its_session_stays_open() {
+    let rt = runtime();
+    let app = App::new("cut-off")
+        .task("neg", |x: i64| -> Result<i64, String> { Ok(-x) })
+        .driver(|_| Ok(()));
+    let endpoint = guarded(
+        &rt,
+        "start",
+        DriverEndpoint::start(config(1), app.tasks().clone()),
+    )
+    .unwrap();
+    let ctx = endpoint.context();
+    let url = endpoint.url().to_string();
+
+    // Behind a partition, or on a node whose manager died: its session stays open, silent.
+    let mut cut_off = guarded(
+        &rt,
+        "register",
+        HandDrivenExecutor::register(&url, "cut-off", 2, "app-test"),
+    );
+    assert!(matches!(
+        guarded(&rt, "registered", cut_off.next()),
+        driver_message::Message::Registered(_)
+    ));
+    let job = {
+        let ctx = ctx.clone();
+        rt.spawn(async move { ctx.run_async::<i64, i64>("neg", (0..8).collect()).await })
+    };
+    for _ in 0..2 {
+        let got = guarded(&rt, "launch", cut_off.next());
+        assert!(
+            matches!(got, driver_message::Message::LaunchTask(_)),
+            "{got:?}"
+        );
+    }
+    let _executors = start_executors(&rt, &app, &url, &["survivor"], 2);
+    ctx.wait_for_executors(2, HANG_GUARD).unwrap();
+    ctx.executor_container_ended("cut-off", "exit status -100 (ABORTED)".into());
+
+    let out = guarded(&rt, "job", job).unwrap().unwrap();
+    assert_eq!(out, (0..8).map(|x| -x).collect::<Vec<i64>>());
+    let ids: Vec<String> = ctx.executors().into_iter().map(|e| e.executor_id).collect();
+    assert_eq!(ids, vec!["survivor".to_string()]);
+    // Told to shut down with the others when the driver ends.
+    let shutdown = rt.spawn(endpoint.shutdown());
+    let last = guarded(&rt, "shutdown message", cut_off.next());
+    assert!(
+        matches!(last, driver_message::Message::Shutdown(_)),
+        "{last:?}"
+    );
+    drop(cut_off);
+    guarded(&rt, "endpoint shutdown", shutdown).unwrap();
+}
+
+#[test]
 fn a_duplicate_or_foreign_executor_is_refused() {
     let rt = runtime();
     let app = App::new("dup")

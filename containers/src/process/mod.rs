@@ -164,7 +164,11 @@ pub fn spawn(spec: &ProcessSpec) -> Result<ContainerProcess, ProcessError> {
             Ok(())
         });
     }
-    let mut child = command.spawn().map_err(|source| ProcessError::Spawn {
+    // Until it execs, the child holds a copy of every descriptor open in this process.
+    let forking = crate::fork_barrier::forking();
+    let spawned = command.spawn();
+    drop(forking);
+    let mut child = spawned.map_err(|source| ProcessError::Spawn {
         script: spec.script.clone(),
         source,
     })?;

@@ -320,14 +320,17 @@ impl Daemon {
             .unwrap_or_else(|| panic!("{} announced no {key}", self.name))
     }
 
-    fn terminate(&self) {
+    /// SIGTERM, only to a child that is still ours. `try_wait` reaps it if it has ended (and
+    /// then it is never signalled again); while it is not reaped its pid cannot be handed to
+    /// another process, so the signal reaches this daemon or, if it died just now, its zombie.
+    fn terminate(&mut self) {
         if self.stopped {
             return;
         }
-        let _ = Command::new("sh")
-            .arg("-c")
-            .arg(format!("kill -TERM {}", self.child.id()))
-            .status();
+        match self.child.try_wait() {
+            Ok(None) => signal(self.child.id(), "TERM"),
+            Ok(Some(_)) | Err(_) => self.stopped = true,
+        }
     }
 
     fn wait_or_kill(&mut self) {
@@ -433,7 +436,7 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         // NMs first, all at once: each stops its containers while the RM is still up.
-        for nm in &self.nms {
+        for nm in &mut self.nms {
             nm.terminate();
         }
         for nm in &mut self.nms {
