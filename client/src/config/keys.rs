@@ -26,6 +26,7 @@ const HOST_PORT: &str = "HOST:PORT, e.g. 0.0.0.0:8032";
 const OPTIONAL_HOST_PORT: &str = "HOST:PORT, e.g. 0.0.0.0:8088, or null";
 const DURATION: &str = "a duration such as 250ms, 2s, 10m or 1h";
 const PATH: &str = "a file system path";
+const OPTIONAL_PATH: &str = "a file system path, or null";
 const WHOLE: &str = "a whole number";
 const SECTION: &str = "a mapping of the section's keys";
 const RESOURCE: &str = "{memory_mb: N, vcores: N}";
@@ -119,8 +120,13 @@ pub const KEYS: &[KeyDoc] = &[
     ),
     key(
         "resource-manager.secret-file",
-        "The client secret changing HTTP calls must present (mode 0600); null: generated as client.secret in state-dir.",
-        "a file system path, or null",
+        "The client secret clients prove on every call (mode 0600); null: generated as client.secret in state-dir.",
+        OPTIONAL_PATH,
+    ),
+    key(
+        "resource-manager.daemon-secret-file",
+        "The daemon secret node managers prove to join (mode 0600); null: generated as daemon.secret in state-dir.",
+        OPTIONAL_PATH,
     ),
     key(
         "resource-manager.anonymous-reads",
@@ -188,6 +194,11 @@ pub const KEYS: &[KeyDoc] = &[
         "auto or off",
     ),
     key(
+        "node-manager.daemon-secret-file",
+        "The cluster's daemon secret (mode 0600), as the RM generated it; null: SPINDLE_DAEMON_SECRET_FILE must name it.",
+        OPTIONAL_PATH,
+    ),
+    key(
         "client",
         "The client commands (submit, apps, status, kill, nodes, logs).",
         SECTION,
@@ -206,6 +217,11 @@ pub const KEYS: &[KeyDoc] = &[
         "client.connect-timeout",
         "How long to wait for the RM to accept a connection.",
         DURATION,
+    ),
+    key(
+        "client.secret-file",
+        "The cluster's client secret (mode 0600); --secret-file and SPINDLE_SECRET_FILE override it; null: none.",
+        OPTIONAL_PATH,
     ),
 ];
 
