@@ -103,7 +103,9 @@ mod tests {
 
     #[test]
     fn the_flag_wins_then_the_environment_then_the_config() {
-        let env = |value: &'static str| move |name: &str| (name == SECRET_FILE_ENV).then(|| value.to_string());
+        let env = |value: &'static str| {
+            move |name: &str| (name == SECRET_FILE_ENV).then(|| value.to_string())
+        };
         let flag = Path::new("/flag");
         assert_eq!(
             secret_file(Some(flag), env("/env"), &config(Some("/config"))),
@@ -136,7 +138,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains(SECRET_FILE_ENV), "{err}");
-        assert!(err.contains("mode 0644") && err.contains("chmod 600"), "{err}");
+        assert!(
+            err.contains("mode 0644") && err.contains("chmod 600"),
+            "{err}"
+        );
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         credentials_from(Some((&path, SecretSource::Flag))).unwrap();
     }

@@ -65,7 +65,10 @@ pub(crate) async fn connect_channel(addr: &str, timeout: Duration) -> Result<Cha
 impl RmClient {
     /// Connects to the RM at `addr` (`HOST:PORT`) within [`DEFAULT_CONNECT_TIMEOUT`]; every
     /// call carries `credentials` (see `crate::credentials`).
-    pub async fn connect(addr: &str, credentials: CallCredentials) -> Result<RmClient, ClientError> {
+    pub async fn connect(
+        addr: &str,
+        credentials: CallCredentials,
+    ) -> Result<RmClient, ClientError> {
         Self::connect_with_timeout(addr, DEFAULT_CONNECT_TIMEOUT, credentials).await
     }
 

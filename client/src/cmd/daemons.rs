@@ -11,8 +11,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use spindle_node_manager::{CgroupMode, NmConfig, NodeManager};
 use spindle_containers::launch_script::shell_quote;
+use spindle_node_manager::{CgroupMode, NmConfig, NodeManager};
 use spindle_resource_manager::{ResourceManager, RmConfig};
 use spindle_security::SecretKind;
 use tokio::signal::unix::{Signal, SignalKind, signal};
@@ -83,7 +83,10 @@ pub fn rm_secret_files(config: &RmConfig) -> [(SecretKind, PathBuf); 2] {
             .unwrap_or_else(|| config.state_dir.join(kind.file_name()))
     };
     [
-        (SecretKind::Client, file(SecretKind::Client, &config.secret_file)),
+        (
+            SecretKind::Client,
+            file(SecretKind::Client, &config.secret_file),
+        ),
         (
             SecretKind::Daemon,
             file(SecretKind::Daemon, &config.daemon_secret_file),

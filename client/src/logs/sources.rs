@@ -21,9 +21,7 @@ use tonic::Streaming;
 
 use super::{LogEntry, LogSelection, Origin, write_out};
 use crate::error::{ClientError, is_refusal, one_line, status_reason};
-use crate::rm_client::{
-    Authenticated, DEFAULT_CONNECT_TIMEOUT, RmClient, connect_channel, unary,
-};
+use crate::rm_client::{Authenticated, DEFAULT_CONNECT_TIMEOUT, RmClient, connect_channel, unary};
 
 const NODE_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -172,7 +170,10 @@ pub struct NodeLogs {
 
 impl NodeLogs {
     /// Connects to `node`; every call carries `credentials` (the NM token for it).
-    pub async fn connect(node: &str, credentials: CallCredentials) -> Result<NodeLogs, ClientError> {
+    pub async fn connect(
+        node: &str,
+        credentials: CallCredentials,
+    ) -> Result<NodeLogs, ClientError> {
         let channel = connect_channel(node, NODE_CONNECT_TIMEOUT)
             .await
             .map_err(|reason| ClientError::NodeUnreachable {

@@ -136,12 +136,9 @@ async fn on_rm(
     let prepared = self_submission(app, &launch.app_args, &launch.args, &config)?.prepare()?;
     match config.deploy_mode {
         DeployMode::Cluster => {
-            let mut rm = RmClient::connect_with_timeout(
-                rm_addr,
-                client_config.connect_timeout,
-                credentials,
-            )
-            .await?;
+            let mut rm =
+                RmClient::connect_with_timeout(rm_addr, client_config.connect_timeout, credentials)
+                    .await?;
             submit_and_follow(&mut rm, &prepared, false).await
         }
         DeployMode::Client => {
