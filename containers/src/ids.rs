@@ -285,6 +285,33 @@ mod tests {
             prop_assert_eq!(container.to_string().parse::<ContainerId>().unwrap(), container);
         }
 
+        /// The node manager names a container's directories by its parsed id: whatever a
+        /// request sends, an id that parses is one plain file name of letters, digits and '_'.
+        #[test]
+        fn a_container_id_that_parses_is_a_plain_directory_name(
+            s in prop_oneof![
+                Just(String::new()),
+                Just(".".to_string()),
+                Just("..".to_string()),
+                "container_[0-9]{1,3}_[0-9]{1,4}_[0-9]{1,2}_[0-9]{1,6}(/\\.\\.){0,2}",
+                "container_(e[0-9])?[0-9./_]{0,24}",
+                "(\\.\\./){1,3}container_1_0001_01_000001",
+                "/container_1_0001_01_00000[0-9]",
+                "container_1_0001_01_00000[0-9]\\x00[a-z./]{0,5}",
+                "container_[0-9]{300,400}",
+                "container_\\PC{0,16}",
+            ]
+        ) {
+            if let Ok(id) = s.parse::<ContainerId>() {
+                let name = id.to_string();
+                prop_assert!(
+                    name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'),
+                    "{s:?} parsed as {name:?}"
+                );
+                prop_assert!(name.len() <= 255);
+            }
+        }
+
         #[test]
         fn arbitrary_strings_never_panic(s in ".*") {
             let _ = s.parse::<ApplicationId>();

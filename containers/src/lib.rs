@@ -9,11 +9,14 @@ pub mod launch_context;
 pub mod launch_script;
 pub mod localize;
 pub mod memory;
+pub mod no_follow;
 pub mod proc_stat;
 pub mod process;
 pub mod resource;
+pub mod run_as;
 pub mod units;
 
 pub use ids::{ApplicationId, AttemptId, ContainerId, IdError, NodeId};
 pub use launch_context::{LaunchContext, LaunchContextError, LocalResource};
 pub use resource::{Resource, ResourceError};
+pub use run_as::RunAs;

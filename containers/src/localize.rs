@@ -1,13 +1,17 @@
 //! Localization: putting a container's `LocalResource`s into its working directory. Each file is
-//! fetched once per node into a content-addressed cache (`<cache>/<sha256>`), verified against its
-//! digest before the cache takes it, and from there hard-linked (or copied) into every container
-//! that asks for it.
+//! fetched once into a content-addressed cache (`<cache>/<sha256>`), verified against its digest
+//! before the cache takes it, and from there hard-linked (or copied) into every container that
+//! asks for it. The caller names the cache per call: the node manager keeps one per user
+//! (`usercache/<user>/filecache`, YARN's layout), in directories only it can enter, so that no
+//! container can plant a file or a link in a cache the node manager reads as root.
 //!
-//! Cache entries are read-only and executable (0555), and hard links share that mode: executable
-//! resources are linked, so the program a hundred executors run is stored once; other resources
-//! are copied with mode 0644, so they are writable and not executable, as the container asked.
+//! Cache entries are read-only and executable (0555), and hard links share that mode (and the
+//! node manager's ownership, so a container can read them but never change what the next one
+//! gets): executable resources are linked, so the program a hundred executors run is stored
+//! once; other resources are copied with mode 0644 and given to the container's user, so they
+//! are writable and not executable, as the container asked.
 //!
-//! The localizer counts what its cache saved (hits, misses, bytes downloaded) for the node's
+//! The localizer counts what its caches saved (hits, misses, bytes downloaded) for the node's
 //! metrics.
 
 use std::collections::{HashMap, HashSet};
@@ -24,6 +28,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::launch_context::{LocalResource, is_plain_file_name, is_sha256_hex};
 use crate::launch_script::{EXIT_CODE_FILE, SCRIPT_FILE};
+use crate::run_as::RunAs;
 
 /// The bytes of one file, in chunks, as a `FetchSource` streams them.
 pub type ChunkStream = BoxStream<'static, Result<Vec<u8>, FetchError>>;
@@ -106,12 +111,11 @@ pub struct CacheStats {
     pub downloaded_bytes: u64,
 }
 
-/// Localizes resources into container directories through one node-wide cache.
+/// Localizes resources into container directories through caches it is told of.
 pub struct Localizer {
-    cache_dir: PathBuf,
     source: Arc<dyn FetchSource>,
-    /// One lock per digest being fetched, so concurrent containers download a file once.
-    downloads: Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>,
+    /// One lock per cache entry being fetched, so concurrent containers download a file once.
+    downloads: Mutex<HashMap<PathBuf, Weak<tokio::sync::Mutex<()>>>>,
     hits: AtomicU64,
     misses: AtomicU64,
     downloaded_bytes: AtomicU64,
@@ -122,10 +126,9 @@ const EXECUTABLE_MODE: u32 = 0o755;
 const DATA_MODE: u32 = 0o644;
 
 impl Localizer {
-    /// A localizer caching under `cache_dir` (created on first use).
-    pub fn new(cache_dir: impl Into<PathBuf>, source: Arc<dyn FetchSource>) -> Self {
+    /// A localizer fetching what its caches lack from `source`.
+    pub fn new(source: Arc<dyn FetchSource>) -> Self {
         Localizer {
-            cache_dir: cache_dir.into(),
             source,
             downloads: Mutex::new(HashMap::new()),
             hits: AtomicU64::new(0),
@@ -142,32 +145,36 @@ impl Localizer {
         }
     }
 
-    pub fn cache_dir(&self) -> &Path {
-        &self.cache_dir
-    }
-
-    /// Checks every resource first, then puts them all into `container_dir` (in parallel).
-    /// Nothing is fetched when any resource is malformed.
+    /// Checks every resource first, then puts them all into `container_dir` (in parallel)
+    /// through the cache at `cache_dir` (created if missing); copies are given to `owner` when
+    /// there is one. Nothing is fetched when any resource is malformed.
     pub async fn localize(
         &self,
         resources: &[LocalResource],
+        cache_dir: &Path,
         container_dir: &Path,
+        owner: Option<&RunAs>,
     ) -> Result<(), LocalizeError> {
         validate(resources)?;
         try_join_all(
             resources
                 .iter()
-                .map(|r| self.localize_one(r, container_dir)),
+                .map(|r| self.localize_one(r, cache_dir, container_dir, owner)),
         )
         .await?;
         Ok(())
     }
 
-    /// Makes sure the cache holds `resource`'s content and returns the cache entry's path.
-    pub async fn cached(&self, resource: &LocalResource) -> Result<PathBuf, LocalizeError> {
+    /// Makes sure the cache at `cache_dir` holds `resource`'s content and returns the cache
+    /// entry's path.
+    pub async fn cached(
+        &self,
+        resource: &LocalResource,
+        cache_dir: &Path,
+    ) -> Result<PathBuf, LocalizeError> {
         validate(std::slice::from_ref(resource))?;
-        let entry = self.cache_dir.join(&resource.sha256);
-        let lock = self.download_lock(&resource.sha256);
+        let entry = cache_dir.join(&resource.sha256);
+        let lock = self.download_lock(&entry);
         let _downloading = lock.lock().await;
         if tokio::fs::try_exists(&entry).await.unwrap_or(false) {
             self.hits.fetch_add(1, Ordering::Relaxed);
@@ -178,13 +185,11 @@ impl Localizer {
             let (name, path) = (resource.name.clone(), path.to_path_buf());
             move |source| LocalizeError::Io { name, path, source }
         };
-        tokio::fs::create_dir_all(&self.cache_dir)
+        tokio::fs::create_dir_all(cache_dir)
             .await
-            .map_err(io(&self.cache_dir))?;
+            .map_err(io(cache_dir))?;
         // Only this task downloads this digest (the lock), so the temp name needs no randomness.
-        let partial = self
-            .cache_dir
-            .join(format!(".{}.download", resource.sha256));
+        let partial = cache_dir.join(format!(".{}.download", resource.sha256));
         let size = match self.download(resource, &partial).await {
             Ok(size) => size,
             Err(e) => {
@@ -200,17 +205,17 @@ impl Localizer {
         Ok(entry)
     }
 
-    fn download_lock(&self, sha256: &str) -> Arc<tokio::sync::Mutex<()>> {
+    fn download_lock(&self, entry: &Path) -> Arc<tokio::sync::Mutex<()>> {
         let mut downloads = self
             .downloads
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         downloads.retain(|_, lock| lock.strong_count() > 0);
-        if let Some(lock) = downloads.get(sha256).and_then(Weak::upgrade) {
+        if let Some(lock) = downloads.get(entry).and_then(Weak::upgrade) {
             return lock;
         }
         let lock = Arc::new(tokio::sync::Mutex::new(()));
-        downloads.insert(sha256.to_string(), Arc::downgrade(&lock));
+        downloads.insert(entry.to_path_buf(), Arc::downgrade(&lock));
         lock
     }
 
@@ -273,9 +278,11 @@ impl Localizer {
     async fn localize_one(
         &self,
         r: &LocalResource,
+        cache_dir: &Path,
         container_dir: &Path,
+        owner: Option<&RunAs>,
     ) -> Result<(), LocalizeError> {
-        let entry = self.cached(r).await?;
+        let entry = self.cached(r, cache_dir).await?;
         let target = container_dir.join(&r.name);
         let io = |source| LocalizeError::Io {
             name: r.name.clone(),
@@ -301,7 +308,11 @@ impl Localizer {
         };
         tokio::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode))
             .await
-            .map_err(io)
+            .map_err(io)?;
+        match owner {
+            Some(owner) => owner.own(&target).map_err(io),
+            None => Ok(()),
+        }
     }
 }
 
@@ -367,6 +378,10 @@ mod tests {
         }
     }
 
+    fn cache(work: &tempfile::TempDir) -> PathBuf {
+        work.path().join("filecache")
+    }
+
     fn sha256(content: &[u8]) -> String {
         hex::encode(Sha256::digest(content))
     }
@@ -388,14 +403,17 @@ mod tests {
     async fn localizes_into_the_container_dir_through_the_cache() {
         let work = tempfile::tempdir().unwrap();
         let (files, digest) = Files::with(b"#!/bin/sh\necho hi\n");
-        let localizer = Localizer::new(work.path().join("filecache"), files.clone());
+        let localizer = Localizer::new(files.clone());
         let dir = work.path().join("c1");
         std::fs::create_dir(&dir).unwrap();
         let resources = [
             resource("prog", &digest, 18, true),
             resource("data.txt", &digest, 18, false),
         ];
-        localizer.localize(&resources, &dir).await.unwrap();
+        localizer
+            .localize(&resources, &cache(&work), &dir, None)
+            .await
+            .unwrap();
         assert_eq!(
             std::fs::read(dir.join("prog")).unwrap(),
             b"#!/bin/sh\necho hi\n"
@@ -419,13 +437,14 @@ mod tests {
     async fn concurrent_containers_fetch_a_digest_once() {
         let work = tempfile::tempdir().unwrap();
         let (files, digest) = Files::with(b"the program");
-        let localizer = Localizer::new(work.path().join("filecache"), files.clone());
+        let localizer = Localizer::new(files.clone());
         let dirs: Vec<PathBuf> = (0..8).map(|i| work.path().join(format!("c{i}"))).collect();
         for d in &dirs {
             std::fs::create_dir(d).unwrap();
         }
         let r = [resource("prog", &digest, 11, true)];
-        try_join_all(dirs.iter().map(|d| localizer.localize(&r, d)))
+        let cache = cache(&work);
+        try_join_all(dirs.iter().map(|d| localizer.localize(&r, &cache, d, None)))
             .await
             .unwrap();
         assert_eq!(files.fetches.load(Ordering::SeqCst), 1);
@@ -442,9 +461,14 @@ mod tests {
             lie: Some(b"something else".to_vec()),
             ..Files::default()
         });
-        let localizer = Localizer::new(work.path().join("filecache"), files);
+        let localizer = Localizer::new(files);
         let err = localizer
-            .localize(&[resource("prog", &digest, 0, true)], work.path())
+            .localize(
+                &[resource("prog", &digest, 0, true)],
+                &cache(&work),
+                work.path(),
+                None,
+            )
             .await
             .unwrap_err();
         let actual = sha256(b"something else");
@@ -474,9 +498,14 @@ mod tests {
     async fn a_wrong_size_is_refused() {
         let work = tempfile::tempdir().unwrap();
         let (files, digest) = Files::with(b"12345");
-        let localizer = Localizer::new(work.path().join("filecache"), files);
+        let localizer = Localizer::new(files);
         let err = localizer
-            .localize(&[resource("f", &digest, 4, false)], work.path())
+            .localize(
+                &[resource("f", &digest, 4, false)],
+                &cache(&work),
+                work.path(),
+                None,
+            )
             .await
             .unwrap_err();
         assert!(
@@ -484,7 +513,12 @@ mod tests {
             "{err}"
         );
         let err = localizer
-            .localize(&[resource("f", &digest, 6, false)], work.path())
+            .localize(
+                &[resource("f", &digest, 6, false)],
+                &cache(&work),
+                work.path(),
+                None,
+            )
             .await
             .unwrap_err();
         assert!(
@@ -503,10 +537,15 @@ mod tests {
     #[tokio::test]
     async fn a_fetch_failure_names_the_resource() {
         let work = tempfile::tempdir().unwrap();
-        let localizer = Localizer::new(work.path().join("filecache"), Arc::new(Files::default()));
+        let localizer = Localizer::new(Arc::new(Files::default()));
         let digest = "ab".repeat(32);
         let err = localizer
-            .localize(&[resource("prog", &digest, 1, true)], work.path())
+            .localize(
+                &[resource("prog", &digest, 1, true)],
+                &cache(&work),
+                work.path(),
+                None,
+            )
             .await
             .unwrap_err();
         assert_eq!(
@@ -519,7 +558,7 @@ mod tests {
     async fn malformed_resources_fetch_nothing() {
         let work = tempfile::tempdir().unwrap();
         let (files, digest) = Files::with(b"x");
-        let localizer = Localizer::new(work.path().join("filecache"), files.clone());
+        let localizer = Localizer::new(files.clone());
         let cases = [
             vec![resource("../x", &digest, 1, false)],
             vec![resource("launch_container.sh", &digest, 1, false)],
@@ -533,7 +572,10 @@ mod tests {
             ],
         ];
         for case in cases {
-            let err = localizer.localize(&case, work.path()).await.unwrap_err();
+            let err = localizer
+                .localize(&case, &cache(&work), work.path(), None)
+                .await
+                .unwrap_err();
             assert!(
                 matches!(
                     err,
@@ -547,5 +589,91 @@ mod tests {
         }
         assert_eq!(files.fetches.load(Ordering::SeqCst), 0);
         assert!(!work.path().join("ok").exists());
+    }
+
+    /// Every path under `root`, relative, sorted.
+    fn tree(root: &Path) -> Vec<PathBuf> {
+        fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                return;
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                out.push(path.strip_prefix(root).unwrap().to_path_buf());
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    walk(root, &path, out);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(root, root, &mut out);
+        out.sort();
+        out
+    }
+
+    /// Names a request might use to get out of the container directory, and some that are
+    /// harmless (plain unicode names).
+    fn hostile_name() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just(String::new()),
+            Just(".".to_string()),
+            Just("..".to_string()),
+            "(\\.\\./){1,4}[a-z]{0,8}",
+            "/[a-z]{1,8}(/[a-z]{1,8}){0,3}",
+            "[a-z]{1,5}/\\.\\./\\.\\./[a-z]{1,5}",
+            "[a-z]{0,5}\\x00[a-z]{0,5}",
+            "[a-z]{256,300}",
+            "\\PC{1,12}",
+            "[./a-z\\x00]{0,12}",
+        ]
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// A resource name either stays a direct child of the container directory or is refused
+        /// with nothing fetched and nothing created anywhere.
+        #[test]
+        fn a_resource_name_never_reaches_outside_the_container_dir(name in hostile_name()) {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let work = tempfile::tempdir().unwrap();
+            let (files, digest) = Files::with(b"content");
+            let localizer = Localizer::new(files.clone());
+            let dir = work.path().join("appcache").join("c1");
+            std::fs::create_dir_all(&dir).unwrap();
+            let before = tree(work.path());
+            let resources = [resource(&name, &digest, 7, false)];
+            let outcome = runtime.block_on(localizer.localize(&resources, &cache(&work), &dir, None));
+            let plain = is_plain_file_name(&name)
+                && ![SCRIPT_FILE, EXIT_CODE_FILE].contains(&name.as_str());
+            match outcome {
+                Ok(()) => {
+                    prop_assert!(plain, "{name:?} was localized");
+                    let target = dir.join(&name);
+                    prop_assert_eq!(target.parent(), Some(dir.as_path()));
+                    prop_assert_eq!(std::fs::read(&target).unwrap(), b"content");
+                    let mut expected = before.clone();
+                    expected.extend([
+                        PathBuf::from("appcache/c1").join(&name),
+                        PathBuf::from("filecache"),
+                        PathBuf::from("filecache").join(&digest),
+                    ]);
+                    expected.sort();
+                    prop_assert_eq!(tree(work.path()), expected);
+                }
+                Err(e) => {
+                    prop_assert!(!plain, "{name:?} refused: {e}");
+                    prop_assert!(
+                        matches!(e, LocalizeError::BadName(_) | LocalizeError::ReservedName(_)),
+                        "{e}"
+                    );
+                    prop_assert!(e.to_string().contains("local resource name"), "{e}");
+                    prop_assert_eq!(files.fetches.load(Ordering::SeqCst), 0);
+                    prop_assert_eq!(tree(work.path()), before);
+                }
+            }
+        }
     }
 }

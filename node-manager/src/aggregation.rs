@@ -2,17 +2,15 @@
 //! go to the RM's `LogStore` in one `UploadLogs` stream, so `spindle logs` still finds them after
 //! this node is gone. Only when the RM has answered that it kept them are they deleted here; an
 //! upload that fails is tried again a few times, then the logs stay on this node (and the next
-//! start of the node manager tries again). What was aggregated can be read back from the RM, for
-//! the node's web pages.
+//! start of the node manager tries again). What was aggregated is read from the RM's log store
+//! (`spindle logs`), which asks for the client secret and the application's owner: a node holds
+//! neither, so its web pages do not serve aggregated logs.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
-use futures::stream::BoxStream;
-use spindle_containers::{ApplicationId, ContainerId};
+use spindle_containers::ApplicationId;
 use spindle_protocol as proto;
-use spindle_protocol::log_store_client::LogStoreClient;
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -27,8 +25,6 @@ const ATTEMPTS: u32 = 5;
 const FIRST_RETRY: Duration = Duration::from_millis(200);
 /// A hang guard: an RM that takes this long over one upload has failed it.
 const UPLOAD_TIMEOUT: Duration = Duration::from_secs(600);
-/// How long the RM may take to start answering a read of an aggregated log.
-const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum AggregationError {
@@ -109,7 +105,7 @@ pub async fn aggregate(
 
 /// One `UploadLogs` call with every file of `listed`; returns (files, bytes) sent.
 async fn upload(node: &Node, listed: &[ContainerLogs]) -> Result<(u64, u64), AggregationError> {
-    let mut client = LogStoreClient::new(node.rm_channel.clone());
+    let mut client = node.rm.log_store();
     let (tx, rx) = mpsc::channel(4);
     let call = client.upload_logs(ReceiverStream::new(rx));
     let produce = send_files(&node.layout, node.node_id.as_str(), listed, tx);
@@ -153,7 +149,8 @@ async fn send_files(
                 path: path.clone(),
                 source,
             };
-            let mut file = tokio::fs::File::open(&path).await.map_err(io)?;
+            let file = spindle_containers::no_follow::open_regular(&path).map_err(io)?;
+            let mut file = tokio::fs::File::from_std(file);
             let mut first = true;
             loop {
                 let mut data = vec![0; CHUNK_BYTES];
@@ -184,33 +181,4 @@ async fn send_files(
     };
     tx.send(end).await.map_err(|_| closed())?;
     Ok((files, bytes))
-}
-
-/// Log `file` of `container` from the RM's log store; `None` if the RM does not have it (or does
-/// not answer).
-pub async fn read_aggregated(
-    node: &Node,
-    container: ContainerId,
-    file: &str,
-) -> Option<BoxStream<'static, Result<Vec<u8>, tonic::Status>>> {
-    let mut client = LogStoreClient::new(node.rm_channel.clone());
-    let request = proto::ReadLogRequest {
-        container_id: container.to_string(),
-        file: file.to_string(),
-        offset: 0,
-    };
-    let answer = tokio::time::timeout(READ_TIMEOUT, client.read_log(request)).await;
-    match answer {
-        Ok(Ok(stream)) => Some(
-            stream
-                .into_inner()
-                .map(|chunk| chunk.map(|c| c.data))
-                .boxed(),
-        ),
-        Ok(Err(status)) => {
-            tracing::debug!(%container, file, "not in the RM's log store either: {}", status.message());
-            None
-        }
-        Err(_) => None,
-    }
 }

@@ -15,7 +15,6 @@ use std::time::Duration;
 use futures::future::join_all;
 use spindle_containers::{ApplicationId, ContainerId, exit_status};
 use spindle_protocol as proto;
-use spindle_protocol::application_client_client::ApplicationClientClient;
 use tracing::Instrument;
 
 use crate::aggregation;
@@ -113,7 +112,7 @@ fn is_final(report: &proto::ApplicationReport) -> bool {
 /// Waits until the RM says `app` is over (or does not know it); `false` if the RM cannot say
 /// (it has no such service), so the heartbeat answers alone will tell.
 async fn hear_end(node: &Node, app: ApplicationId) -> bool {
-    let mut client = ApplicationClientClient::new(node.rm_channel.clone());
+    let mut client = node.rm.applications();
     let mut retry = FIRST_RETRY;
     loop {
         let request = proto::GetApplicationReportRequest {

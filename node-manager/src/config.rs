@@ -34,9 +34,17 @@ pub struct NmConfig {
     pub monitor_interval: Duration,
     /// Whether containers get cgroups (a kernel-enforced memory limit, whole-container kills).
     pub cgroups: CgroupMode,
-    /// The daemon secret this NM proves to register (a file only its owner may read). None: the
-    /// `SPINDLE_DAEMON_SECRET_FILE` environment variable must name it.
+    /// The cluster's daemon secret (a file only its owner may read; the RM generates
+    /// `<state-dir>/daemon.secret`). Every call to the RM proves it, and the keys that check
+    /// container and NM tokens derive from it. Required: `spindle node-manager` fills it from
+    /// `--daemon-secret-file` or `SPINDLE_DAEMON_SECRET_FILE` when the file does not say.
     pub daemon_secret_file: Option<PathBuf>,
+    /// When the node manager runs as root: the user a container runs as when its application's
+    /// owner is not a user of this host, or is root (YARN's non-secure-mode local user).
+    pub fallback_user: String,
+    /// When the node manager runs as root: whether a container of an application owned by root
+    /// may run as root. Off by default: such containers run as `fallback-user`.
+    pub allow_root: bool,
 }
 
 /// `cgroups:` in `spindle.yaml`.
@@ -66,6 +74,8 @@ impl Default for NmConfig {
             monitor_interval: Duration::from_secs(3),
             cgroups: CgroupMode::Auto,
             daemon_secret_file: None,
+            fallback_user: "nobody".to_string(),
+            allow_root: false,
         }
     }
 }
@@ -83,6 +93,14 @@ mod tests {
         let defaults: NmConfig = serde_json::from_str("{}").unwrap();
         assert_eq!(defaults.monitor_interval, Duration::from_secs(3));
         assert_eq!(defaults.cgroups, CgroupMode::Auto);
+        assert_eq!(defaults.fallback_user, "nobody");
+        assert!(!defaults.allow_root);
+        let users: NmConfig =
+            serde_json::from_str(r#"{"fallback-user": "yarn", "allow-root": true}"#).unwrap();
+        assert_eq!(
+            (users.fallback_user.as_str(), users.allow_root),
+            ("yarn", true)
+        );
         let err = serde_json::from_str::<NmConfig>(r#"{"cgroups": "v3"}"#).unwrap_err();
         assert!(
             err.to_string()

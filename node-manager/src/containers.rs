@@ -31,6 +31,8 @@ enum Phase {
 #[derive(Debug)]
 struct Entry {
     resource: Resource,
+    /// The host user it runs as (unknown for records of a version that did not keep it).
+    user: Option<String>,
     phase: Phase,
     /// Why it is being stopped, if it is; the first stop wins.
     stop: Option<StopReason>,
@@ -131,8 +133,13 @@ impl ContainerTable {
     /// the order the changes were made.
     fn journal(&self, id: ContainerId, entry: &Entry) {
         if let Some(state) = entry.record() {
-            self.journal
-                .put(id, entry.resource, entry.stop.as_ref(), state);
+            self.journal.put(
+                id,
+                entry.resource,
+                entry.user.as_deref(),
+                entry.stop.as_ref(),
+                state,
+            );
         }
     }
 
@@ -170,8 +177,14 @@ impl ContainerTable {
             .any(|(id, e)| id.application() == app && !matches!(e.phase, Phase::Complete { .. }))
     }
 
-    /// Takes a new container in; refused if its id was seen before or its app is over.
-    pub fn admit(&self, id: ContainerId, resource: Resource) -> Result<(), LaunchError> {
+    /// Takes a new container in, to run as `user`; refused if its id was seen before or its app
+    /// is over.
+    pub fn admit(
+        &self,
+        id: ContainerId,
+        resource: Resource,
+        user: &str,
+    ) -> Result<(), LaunchError> {
         let mut inner = self.lock();
         if inner.finished_apps.contains(&id.application()) {
             return Err(LaunchError::ApplicationFinished(id.application()));
@@ -183,6 +196,7 @@ impl ContainerTable {
             id,
             Entry {
                 resource,
+                user: Some(user.to_string()),
                 phase: Phase::Launching,
                 stop: None,
             },
@@ -216,6 +230,7 @@ impl ContainerTable {
         &self,
         id: ContainerId,
         resource: Resource,
+        user: Option<String>,
         stop: Option<StopReason>,
         restored: Restored,
     ) {
@@ -240,6 +255,7 @@ impl ContainerTable {
         );
         let entry = Entry {
             resource,
+            user,
             phase,
             stop,
         };
@@ -527,21 +543,21 @@ mod tests {
     fn a_container_id_is_admitted_once() {
         let f = fixture();
         let table = &f.table;
-        table.admit(cid(1, 1), R).unwrap();
+        table.admit(cid(1, 1), R, "alice").unwrap();
         assert!(matches!(
-            table.admit(cid(1, 1), R),
+            table.admit(cid(1, 1), R, "alice"),
             Err(LaunchError::AlreadyKnown(_))
         ));
         table.forget(cid(1, 1));
-        table.admit(cid(1, 1), R).unwrap();
+        table.admit(cid(1, 1), R, "alice").unwrap();
     }
 
     #[test]
     fn completions_are_reported_until_acknowledged() {
         let f = fixture();
         let table = &f.table;
-        table.admit(cid(1, 1), R).unwrap();
-        table.admit(cid(1, 2), R).unwrap();
+        table.admit(cid(1, 1), R, "alice").unwrap();
+        table.admit(cid(1, 2), R, "alice").unwrap();
         assert!(table.complete(cid(1, 1), 3, "exited".into()));
         // The first record of an exit wins.
         assert!(!table.complete(cid(1, 1), -105, "stopped".into()));
@@ -566,7 +582,7 @@ mod tests {
     fn the_first_stop_decides_the_status() {
         let f = fixture();
         let table = &f.table;
-        table.admit(cid(1, 1), R).unwrap();
+        table.admit(cid(1, 1), R, "alice").unwrap();
         assert!(matches!(
             table.request_stop(
                 cid(1, 1),
@@ -597,9 +613,9 @@ mod tests {
     fn a_finished_app_takes_no_new_containers_and_is_forgotten_once_acknowledged() {
         let f = fixture();
         let table = &f.table;
-        table.admit(cid(1, 1), R).unwrap();
-        table.admit(cid(1, 2), R).unwrap();
-        table.admit(cid(2, 1), R).unwrap();
+        table.admit(cid(1, 1), R, "alice").unwrap();
+        table.admit(cid(1, 2), R, "alice").unwrap();
+        table.admit(cid(2, 1), R, "alice").unwrap();
         table.complete(cid(1, 1), 0, String::new());
         table.acknowledge([cid(1, 1)]);
         assert_eq!(
@@ -609,7 +625,7 @@ mod tests {
         assert_eq!(table.finish_app(cid(1, 1).application()), None);
         assert!(table.status(cid(1, 1)).is_none());
         assert!(matches!(
-            table.admit(cid(1, 3), R),
+            table.admit(cid(1, 3), R, "alice"),
             Err(LaunchError::ApplicationFinished(_))
         ));
         table.complete(
@@ -628,7 +644,7 @@ mod tests {
         let f = fixture();
         let table = &f.table;
         for n in 1..=3 {
-            table.admit(cid(1, n), R).unwrap();
+            table.admit(cid(1, n), R, "alice").unwrap();
         }
         // A launching container has no process to take back: nothing is kept of it.
         table.complete(cid(1, 1), 3, "exited".into());
@@ -638,6 +654,7 @@ mod tests {
         table.restore(
             cid(2, 1),
             R,
+            Some("alice".into()),
             Some(StopReason::status(-105)),
             Restored::Complete {
                 exit_status: -105,
@@ -674,7 +691,7 @@ mod tests {
     async fn an_acknowledged_completion_is_kept_until_its_app_is_over() {
         let f = fixture();
         let table = &f.table;
-        table.admit(cid(1, 1), R).unwrap();
+        table.admit(cid(1, 1), R, "alice").unwrap();
         table.complete(cid(1, 1), 3, "exited".into());
         table.acknowledge([cid(1, 1)]);
         assert_eq!(

@@ -8,7 +8,9 @@ use spindle_containers::cgroup::CgroupError;
 use spindle_containers::launch_script::LaunchScriptError;
 use spindle_containers::localize::LocalizeError;
 use spindle_containers::process::ProcessError;
+use spindle_containers::run_as::LookupError;
 use spindle_containers::{ApplicationId, ContainerId, IdError, LaunchContextError, ResourceError};
+use spindle_security::{SecretError, SecretKind};
 
 use crate::state_store::StoreError;
 
@@ -38,6 +40,31 @@ pub enum NmError {
     StateStore(#[from] StoreError),
     #[error("cannot start the state store's writer thread: {0}")]
     StateStoreThread(std::io::Error),
+    #[error(
+        "the node manager needs the cluster's daemon secret: set {flag}, {env} or \
+         `daemon-secret-file` (under node_manager in spindle.yaml) to the RM's {file} (the RM \
+         generates <state-dir>/{file} at its first start and prints its path)",
+        flag = SecretKind::Daemon.flag(),
+        env = SecretKind::Daemon.env_var(),
+        file = SecretKind::Daemon.file_name()
+    )]
+    NoDaemonSecret,
+    #[error("daemon-secret-file: {0}")]
+    DaemonSecret(#[from] SecretError),
+    #[error("the RM at {rm} refused to register this node manager: {message}")]
+    Refused { rm: String, message: String },
+    #[error("fallback-user {user:?}: {problem}")]
+    FallbackUser { user: String, problem: String },
+    #[error(
+        "work-dir {work_dir}: containers run as {user:?}, who cannot pass through {dir} (mode \
+         {mode:04o}); give it o+x (chmod o+x {dir}) or choose a work dir every user can reach"
+    )]
+    WorkDirUnreachable {
+        work_dir: PathBuf,
+        user: String,
+        dir: PathBuf,
+        mode: u32,
+    },
 }
 
 /// Why one container of a StartContainers batch was not started; the message goes back to the
@@ -48,9 +75,9 @@ pub enum LaunchError {
     ContainerId(IdError),
     #[error(transparent)]
     Resource(#[from] ResourceError),
-    #[error(transparent)]
+    #[error("launch_context: {0}")]
     LaunchContext(#[from] LaunchContextError),
-    #[error(transparent)]
+    #[error("launch_context: {0}")]
     Script(#[from] LaunchScriptError),
     #[error("container {0} is already known on this node: a container id is started once")]
     AlreadyKnown(ContainerId),
@@ -61,7 +88,7 @@ pub enum LaunchError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error(transparent)]
+    #[error("launch_context.local_resources: {0}")]
     Localize(#[from] LocalizeError),
     #[error(transparent)]
     Process(#[from] ProcessError),
@@ -69,4 +96,8 @@ pub enum LaunchError {
     Cgroup(#[from] CgroupError),
     #[error("the node manager is shutting down")]
     ShuttingDown,
+    #[error("container_token: {0}")]
+    ContainerToken(String),
+    #[error(transparent)]
+    UserLookup(#[from] LookupError),
 }

@@ -49,7 +49,7 @@ pub async fn follow(
     offset: u64,
     followed: Followed,
 ) -> Result<BoxStream<'static, Result<Vec<u8>, LogError>>, LogError> {
-    let mut file = tokio::fs::File::open(&path).await.map_err(io(&path))?;
+    let mut file = crate::logs::open(&path)?;
     file.seek(std::io::SeekFrom::Start(offset))
         .await
         .map_err(io(&path))?;

@@ -1,8 +1,16 @@
-//! Starting, watching and stopping one container: check the request, localize its files, write
-//! `launch_container.sh`, give it a cgroup with its memory limit (where the node has cgroups),
-//! spawn it, and record how it ended with diagnostics a user can act on.
+//! Starting, watching and stopping one container: check the request and its container token,
+//! localize its files, write `launch_container.sh`, give it a cgroup with its memory limit (where
+//! the node has cgroups), spawn it as its user, and record how it ended with diagnostics a user
+//! can act on.
+//!
+//! A container's directory is prepared in `nmprivate/<container>` (the node manager's alone)
+//! and moved into its application's directory only when complete: the application's directory
+//! belongs to the container's user, and so nothing the node manager writes there can be
+//! redirected by a link a running container of the same user planted.
 
 use std::collections::BTreeMap;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -10,27 +18,43 @@ use futures::future::join_all;
 
 use spindle_containers::launch_script::{self, SCRIPT_FILE};
 use spindle_containers::process::{self, ContainerProcess, Exit, ProcessSpec};
-use spindle_containers::{ContainerId, LaunchContext, Resource, exit_status, localize};
+use spindle_containers::{ContainerId, LaunchContext, Resource, RunAs, exit_status, localize};
 use spindle_protocol as proto;
+use spindle_security::KeyRing;
 use tracing::Instrument;
 
+use crate::auth::{self, Scope};
 use crate::containers::StopTarget;
 use crate::diagnostics;
 use crate::error::LaunchError;
 use crate::node::Node;
 use crate::state_store::StopReason;
+use crate::users::ContainerUser;
+
+/// A container's working and log directories: its user's alone.
+const CONTAINER_DIR_MODE: u32 = 0o700;
+/// `logs/<app>`: passable, so each container reaches its own log dir, not listable.
+const APP_LOG_DIR_MODE: u32 = 0o711;
 
 /// How much of stderr a failed container's diagnostics quote.
 const STDERR_TAIL_LINES: usize = 10;
 const STDERR_TAIL_BYTES: u64 = 4096;
 
+/// What a StartContainers call was allowed: its NM token's scope, and the keys its container
+/// tokens are checked with.
+pub struct Allowed<'a> {
+    pub scope: &'a Scope,
+    pub ring: &'a KeyRing,
+}
+
 /// Starts one container; returns once its process runs (or says why it will not).
 pub async fn start(
     node: &Arc<Node>,
     request: proto::StartContainerRequest,
+    allowed: Allowed<'_>,
 ) -> Result<ContainerId, LaunchError> {
     let requested = Instant::now();
-    let started = start_timed(node, request, requested).await;
+    let started = start_timed(node, request, allowed, requested).await;
     if started.is_err() {
         node.metrics.launch_failed();
     }
@@ -40,23 +64,41 @@ pub async fn start(
 async fn start_timed(
     node: &Arc<Node>,
     request: proto::StartContainerRequest,
+    allowed: Allowed<'_>,
     requested: Instant,
 ) -> Result<ContainerId, LaunchError> {
     let id: ContainerId = request
         .container_id
         .parse()
         .map_err(LaunchError::ContainerId)?;
-    let span = tracing::info_span!("container", container_id = %id, app = %id.application());
+    let span = tracing::info_span!(
+        "container",
+        container_id = %id,
+        app = %id.application(),
+        user = tracing::field::Empty
+    );
     async {
         let resource = Resource::from_proto("resource", request.resource.as_ref())?;
+        // The owner comes from the container token, and from nowhere else.
+        let owner = auth::check_container_token(
+            allowed.ring,
+            &node.node_id,
+            allowed.scope,
+            &request.container_token,
+            id,
+            resource,
+            spindle_security::now_ms(),
+        )
+        .map_err(LaunchError::ContainerToken)?;
         let launch = LaunchContext::from_proto(request.launch_context.as_ref())?;
         localize::validate(&launch.local_resources)?;
-        // The user comes from the container token (security work in progress).
-        let env = container_env(node, id, "", &launch);
+        let user = node.users.resolve(&owner)?;
+        tracing::Span::current().record("user", user.name.as_str());
+        let env = container_env(node, id, &user.env_user, &launch);
         let script = launch_script::render(&launch.command, &env)?;
-        node.containers.admit(id, resource)?;
+        node.containers.admit(id, resource, &user.name)?;
         crate::app_end::watch(node, id.application());
-        match prepare_and_spawn(node, id, resource, &launch, &script).await {
+        match prepare_and_spawn(node, id, resource, &launch, &script, &user).await {
             Ok(process) => {
                 node.metrics.launched(requested.elapsed());
                 tracing::info!(pid = process.pid(), ?resource, "container started");
@@ -79,6 +121,7 @@ async fn start_timed(
             }
             Err(e) => {
                 node.containers.forget(id);
+                let _ = tokio::fs::remove_dir_all(node.layout.private_dir(id)).await;
                 let _ = tokio::fs::remove_dir_all(node.layout.container_dir(id)).await;
                 let _ = tokio::fs::remove_dir_all(node.layout.log_dir(id)).await;
                 tracing::warn!("container not started: {e}");
@@ -103,33 +146,102 @@ pub fn watch(node: &Arc<Node>, id: ContainerId, resource: Resource, process: Con
     );
 }
 
+/// `dir`, created with `mode` if missing (its parent must be the node manager's), checked to be
+/// a directory (not a link), and given to `owner` when there is one.
+fn own_dir(dir: &Path, mode: u32, owner: Option<&RunAs>) -> Result<(), LaunchError> {
+    let io = |source| LaunchError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
+    match std::fs::DirBuilder::new().mode(mode).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(io(e)),
+    }
+    if !std::fs::symlink_metadata(dir).map_err(io)?.is_dir() {
+        return Err(io(std::io::Error::new(
+            std::io::ErrorKind::AlreadyExists,
+            "something other than a directory is in its place",
+        )));
+    }
+    match owner {
+        Some(owner) => owner.own_dir(dir, mode).map_err(io),
+        None => std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode)).map_err(io),
+    }
+}
+
+/// Makes the container's working directory (in `nmprivate`, then moved into place) and its log
+/// directory, everything its user's.
+async fn prepare_dirs(
+    node: &Node,
+    id: ContainerId,
+    launch: &LaunchContext,
+    script: &str,
+    user: &ContainerUser,
+) -> Result<(), LaunchError> {
+    let owner = user.run_as.as_ref();
+    let app = id.application();
+    // `appcache` is the node manager's, so the application's directory cannot be swapped.
+    own_dir(&node.layout.app_dir(app), CONTAINER_DIR_MODE, owner)?;
+    let private = node.layout.private_dir(id);
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| LaunchError::Io { path, source }
+    };
+    match std::fs::remove_dir_all(&private) {
+        // A launch cut short by a crash of an earlier run.
+        Ok(()) => tracing::debug!(
+            "removed what an earlier launch left in {}",
+            private.display()
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(&private)(e)),
+    }
+    std::fs::DirBuilder::new()
+        .mode(CONTAINER_DIR_MODE)
+        .create(&private)
+        .map_err(io(&private))?;
+    node.localizer
+        .localize(
+            &launch.local_resources,
+            &node.layout.user_file_cache(&user.name),
+            &private,
+            owner,
+        )
+        .await?;
+    let script_path = private.join(SCRIPT_FILE);
+    tokio::fs::write(&script_path, script)
+        .await
+        .map_err(io(&script_path))?;
+    if let Some(owner) = owner {
+        owner.own(&script_path).map_err(io(&script_path))?;
+    }
+    own_dir(&private, CONTAINER_DIR_MODE, owner)?;
+    let dir = node.layout.container_dir(id);
+    // Fails rather than replace anything but an empty directory.
+    std::fs::rename(&private, &dir).map_err(io(&dir))?;
+
+    let app_logs = node.layout.app_log_dir(app);
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(APP_LOG_DIR_MODE)
+        .create(&app_logs)
+        .map_err(io(&app_logs))?;
+    own_dir(&node.layout.log_dir(id), CONTAINER_DIR_MODE, owner)
+}
+
 async fn prepare_and_spawn(
     node: &Node,
     id: ContainerId,
     resource: Resource,
     launch: &LaunchContext,
     script: &str,
+    user: &ContainerUser,
 ) -> Result<ContainerProcess, LaunchError> {
+    prepare_dirs(node, id, launch, script, user).await?;
     let dir = node.layout.container_dir(id);
     let log_dir = node.layout.log_dir(id);
-    for d in [&dir, &log_dir] {
-        tokio::fs::create_dir_all(d)
-            .await
-            .map_err(|source| LaunchError::Io {
-                path: d.clone(),
-                source,
-            })?;
-    }
-    node.localizer
-        .localize(&launch.local_resources, &dir)
-        .await?;
     let script_path = dir.join(SCRIPT_FILE);
-    tokio::fs::write(&script_path, script)
-        .await
-        .map_err(|source| LaunchError::Io {
-            path: script_path.clone(),
-            source,
-        })?;
     let cgroup = match &node.cgroups {
         Some(cgroups) => {
             let limit_bytes = resource.memory_mb.saturating_mul(1 << 20);
@@ -144,6 +256,7 @@ async fn prepare_and_spawn(
         stderr: log_dir.join("stderr"),
         inherited_env: node.inherited_env.clone(),
         cgroup: cgroup.clone(),
+        run_as: user.run_as.clone(),
     });
     if spawned.is_err()
         && let Some(cgroup) = cgroup
@@ -167,11 +280,6 @@ fn container_env(
         .as_str()
         .rsplit_once(':')
         .map_or("", |(_, port)| port);
-    let user = if user.is_empty() {
-        node.default_user.as_str()
-    } else {
-        user
-    };
     let mut env = launch.env.clone();
     for (name, value) in [
         ("CONTAINER_ID", id.to_string()),

@@ -4,9 +4,14 @@
 //! container-manager (gRPC) and web ports, then registers with the RM in the background;
 //! `shutdown` stops serving, stops every container and waits for its tasks. When an application
 //! is over, its logs go to the RM's log store (`app_end`, `aggregation`).
+//!
+//! Every call to the RM proves the cluster's daemon secret; every call to this node carries a
+//! token the RM signed (`auth`); a node manager running as root runs each container as its
+//! application's owner (`users`).
 
 mod aggregation;
 mod app_end;
+mod auth;
 mod capacity;
 pub mod config;
 mod container_manager;
@@ -26,6 +31,7 @@ mod rm_client;
 mod state_store;
 mod status_updater;
 mod tasks;
+mod users;
 mod web;
 
 use std::net::SocketAddr;
@@ -38,6 +44,7 @@ use spindle_containers::cgroup::{CgroupVersion, NodeCgroups};
 use spindle_containers::localize::Localizer;
 use spindle_containers::{NodeId, exit_status};
 use spindle_protocol::container_manager_server::ContainerManagerServer;
+use spindle_security::Secret;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -48,13 +55,16 @@ pub use config::{CgroupMode, NmConfig};
 pub use error::{LaunchError, NmError};
 pub use node::INHERITED_ENV;
 
+use crate::auth::NodeKeys;
 use crate::container_manager::ContainerManagerService;
 use crate::containers::ContainerTable;
 use crate::layout::Layout;
 use crate::metrics::NodeMetrics;
 use crate::node::Node;
+use crate::rm_client::Rm;
 use crate::state_store::{Journal, StateStore};
 use crate::tasks::Tasks;
+use crate::users::UserPolicy;
 
 /// A running node manager.
 pub struct NodeManager {
@@ -62,6 +72,7 @@ pub struct NodeManager {
     rpc_addr: SocketAddr,
     web_addr: SocketAddr,
     shutdown: watch::Sender<bool>,
+    fatal: watch::Receiver<Option<String>>,
     servers: Vec<JoinHandle<()>>,
     /// Set by `shutdown`; without it, `Drop` kills the containers so none outlives its owner.
     shut_down: bool,
@@ -158,10 +169,22 @@ impl NodeManager {
         if config.monitor_interval.is_zero() {
             return Err(NmError::MonitorInterval);
         }
+        let secret_file = config
+            .daemon_secret_file
+            .as_ref()
+            .ok_or(NmError::NoDaemonSecret)?;
+        let daemon_secret = Secret::read(secret_file)?;
+        let users = UserPolicy::new(&config, nix::unistd::geteuid().is_root())?;
         let work_dir = prepare_work_dir(&config.work_dir)?;
-        // First, so that a second node manager on this work dir is refused before it binds.
+        users.check_reachable(&work_dir)?;
         let layout = Layout::new(work_dir);
+        // First, so that a second node manager on this work dir is refused before it binds or
+        // touches anything of the first.
         let store = StateStore::open(&layout.state_file())?;
+        layout.prepare().map_err(|source| NmError::WorkDir {
+            path: layout.root().to_path_buf(),
+            source,
+        })?;
         let records = store.load()?;
         let journal = Journal::start(store, layout.clone()).map_err(NmError::StateStoreThread)?;
         let rpc_listener = bind("bind", config.bind).await?;
@@ -184,6 +207,8 @@ impl NodeManager {
         };
         let cgroups = node_cgroups(config.cgroups, layout.root());
         let (shutdown, stop_signal) = watch::channel(false);
+        let (fatal, fatal_signal) = watch::channel(None);
+        let rm = Rm::new(channel, daemon_secret.clone());
         let node = Arc::new(Node {
             hostname: config
                 .hostname
@@ -194,21 +219,20 @@ impl NodeManager {
             http_address,
             capability: node_capacity(config.memory_mb, config.vcores),
             rm_address: config.rm.clone(),
-            rm_channel: channel.clone(),
             kill_grace: config.kill_grace,
-            localizer: Localizer::new(
-                layout.file_cache(),
-                Arc::new(rm_client::StagingFetch::new(channel.clone())),
-            ),
+            localizer: Localizer::new(Arc::new(rm_client::StagingFetch::new(&rm))),
+            rm,
+            keys: NodeKeys::new(daemon_secret),
+            users,
             layout,
             cgroups,
             containers: ContainerTable::new(journal),
             tasks: Tasks::default(),
             metrics: NodeMetrics::default(),
             watched_apps: Default::default(),
-            default_user: node::current_user(),
             inherited_env: node::inherited_env(),
             stopping: stop_signal.clone(),
+            fatal,
         });
 
         let recovered = recovery::recover(&node, records).await;
@@ -251,7 +275,7 @@ impl NodeManager {
                 config.monitor_interval,
                 stop_signal.clone(),
             )),
-            tokio::spawn(status_updater::run(Arc::clone(&node), channel, stop_signal)),
+            tokio::spawn(status_updater::run(Arc::clone(&node), stop_signal)),
         ];
         tracing::info!(
             node_id = %node.node_id,
@@ -259,6 +283,7 @@ impl NodeManager {
             %web_addr,
             rm = %node.rm_address,
             capability = ?node.capability,
+            containers_run_as = node.users.fallback().map_or("the node manager's user", |_| "their owners"),
             "node manager started"
         );
         Ok(NodeManager {
@@ -266,6 +291,7 @@ impl NodeManager {
             rpc_addr,
             web_addr,
             shutdown,
+            fatal: fatal_signal,
             servers,
             shut_down: false,
         })
@@ -296,6 +322,29 @@ impl NodeManager {
     /// The node's cgroup, parent of its containers' cgroups; `None` when they run without.
     pub fn cgroup_dir(&self) -> Option<&Path> {
         self.node.cgroups.as_ref().map(NodeCgroups::dir)
+    }
+
+    /// Resolves once the node has registered with the RM and holds the keys that check its
+    /// tokens: from then on it can start containers. Start does not wait for this (the RM may
+    /// come up later); an embedded cluster or a test that wants to use the node at once does.
+    pub async fn registered(&self) {
+        self.node.keys.announced().await;
+    }
+
+    /// Resolves when the node manager has given up by itself, with why: the RM refused to
+    /// register it (a wrong daemon secret, say), which trying again cannot mend. It still serves
+    /// until `shutdown`; a daemon waits on this beside its stop signal and exits with the error.
+    /// Never resolves while all is well.
+    pub async fn failed(&self) -> NmError {
+        let mut fatal = self.fatal.clone();
+        let message = match fatal.wait_for(Option::is_some).await {
+            Ok(message) => message.clone().unwrap_or_default(),
+            Err(_) => std::future::pending().await,
+        };
+        NmError::Refused {
+            rm: self.node.rm_address.clone(),
+            message,
+        }
     }
 
     /// Stops serving, stops every running container (SIGTERM → grace → SIGKILL), waits.

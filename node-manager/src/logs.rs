@@ -1,11 +1,15 @@
 //! Containers' log files, as `spindle logs`, the web server and completion diagnostics read them:
 //! listing an application's log files, opening one by a plain file name (nothing outside the
 //! container's log dir can be named), streaming it from an offset, and the tail of stderr.
+//!
+//! A log dir belongs to its container's user, who may put anything there; the node manager
+//! (root, often) lists and opens only regular files in it, never through a link.
 
 use std::path::{Path, PathBuf};
 
 use futures::stream::{self, BoxStream, StreamExt};
 use spindle_containers::launch_context::is_plain_file_name;
+use spindle_containers::no_follow;
 use spindle_containers::{ApplicationId, ContainerId};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
@@ -29,7 +33,10 @@ pub enum LogError {
     },
     #[error("no logs of application {0} on this node")]
     NoApplication(ApplicationId),
-    #[error("no logs of container {0} on this node")]
+    #[error(
+        "no logs of container {0} on this node (once its application is over, its logs are in the \
+         RM's log store: spindle logs)"
+    )]
     NoContainer(ContainerId),
     #[error("container {container} has no log file {file:?}")]
     NoFile {
@@ -125,7 +132,8 @@ async fn files_of(layout: &Layout, container: ContainerId) -> Result<Vec<(String
     Ok(files)
 }
 
-/// The path of log `file` of `container`, checked to be a plain name of an existing file.
+/// The path of log `file` of `container`, checked to be a plain name of an existing regular
+/// file (a link is no log file).
 pub async fn log_file(
     layout: &Layout,
     container: ContainerId,
@@ -139,7 +147,7 @@ pub async fn log_file(
         return Err(LogError::NoContainer(container));
     }
     let path = dir.join(file);
-    match tokio::fs::metadata(&path).await {
+    match tokio::fs::symlink_metadata(&path).await {
         Ok(meta) if meta.is_file() => Ok(path),
         Ok(_) => Err(LogError::NoFile {
             container,
@@ -158,7 +166,7 @@ pub async fn read_from(
     path: PathBuf,
     offset: u64,
 ) -> Result<BoxStream<'static, Result<Vec<u8>, LogError>>, LogError> {
-    let mut file = tokio::fs::File::open(&path).await.map_err(io(&path))?;
+    let mut file = open(&path)?;
     file.seek(std::io::SeekFrom::Start(offset))
         .await
         .map_err(io(&path))?;
@@ -174,9 +182,15 @@ pub async fn read_from(
     Ok(chunks.boxed())
 }
 
+/// Opens a container's log file for reading: a regular file, not through a link.
+pub fn open(path: &Path) -> Result<tokio::fs::File, LogError> {
+    let file = no_follow::open_regular(path).map_err(io(path))?;
+    Ok(tokio::fs::File::from_std(file))
+}
+
 /// The last `max_lines` lines of `path` (within its last `max_bytes`), or "" if unreadable.
 pub async fn tail(path: &Path, max_lines: usize, max_bytes: u64) -> String {
-    let Ok(mut file) = tokio::fs::File::open(path).await else {
+    let Ok(mut file) = open(path) else {
         return String::new();
     };
     let len = file.metadata().await.map_or(0, |m| m.len());
@@ -276,6 +290,26 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_link_a_container_planted_in_its_log_dir_is_never_followed() {
+        let work = tempfile::tempdir().unwrap();
+        let layout = Layout::new(work.path());
+        write_log(&layout, cid(1, 1), "stdout", "mine\n");
+        let secret = work.path().join("secret");
+        std::fs::write(&secret, "not yours\n").unwrap();
+        let dir = layout.log_dir(cid(1, 1));
+        std::os::unix::fs::symlink(&secret, dir.join("stderr")).unwrap();
+        assert!(matches!(
+            log_file(&layout, cid(1, 1), "stderr").await,
+            Err(LogError::NoFile { .. })
+        ));
+        // Not listed (so not aggregated), not read by a path that was swapped after the check.
+        let listed = list(&layout, cid(1, 1).application(), None).await.unwrap();
+        assert_eq!(listed[0].files, vec![("stdout".to_string(), 5)]);
+        assert!(read_from(dir.join("stderr"), 0).await.is_err());
+        assert_eq!(tail(&dir.join("stderr"), 10, 4096).await, "");
+    }
+
+    #[tokio::test]
     async fn tail_keeps_the_last_whole_lines() {
         let work = tempfile::tempdir().unwrap();
         let path = work.path().join("stderr");
@@ -285,5 +319,43 @@ mod tests {
         // 12 bytes from the end cut "line 19" in half: the fragment is dropped.
         assert_eq!(tail(&path, 10, 12).await, "line 20");
         assert_eq!(tail(&work.path().join("missing"), 3, 4096).await, "");
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 128, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// A log file name opens one of the container's own log files, or nothing.
+        #[test]
+        fn a_log_file_name_never_opens_anything_outside_the_log_dir(
+            name in prop_oneof![
+                Just(String::new()),
+                Just(".".to_string()),
+                Just("..".to_string()),
+                Just("stdout".to_string()),
+                "(\\.\\./){1,4}(secret|state/containers\\.redb)",
+                "/[a-z]{1,8}(/[a-z]{1,8}){0,3}",
+                "stdout/\\.\\./\\.\\./[a-z]{1,5}",
+                "stdout\\x00[a-z./]{0,5}",
+                "[a-z]{256,300}",
+                "\\PC{1,16}",
+            ]
+        ) {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let work = tempfile::tempdir().unwrap();
+            let layout = Layout::new(work.path());
+            write_log(&layout, cid(1, 1), "stdout", "mine");
+            std::fs::write(work.path().join("secret"), "not yours").unwrap();
+            match runtime.block_on(log_file(&layout, cid(1, 1), &name)) {
+                Ok(path) => {
+                    prop_assert_eq!(&name, "stdout");
+                    prop_assert_eq!(path, layout.log_dir(cid(1, 1)).join("stdout"));
+                }
+                Err(LogError::BadFileName(_)) => prop_assert!(!is_plain_file_name(&name)),
+                Err(LogError::NoFile { .. }) => prop_assert!(is_plain_file_name(&name)),
+                Err(e) => prop_assert!(false, "{name:?}: {e}"),
+            }
+        }
     }
 }

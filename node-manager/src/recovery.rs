@@ -75,6 +75,7 @@ async fn recover_one(
 ) -> Found {
     let ContainerRecord {
         resource,
+        user,
         working_dir,
         stop,
         state,
@@ -91,7 +92,7 @@ async fn recover_one(
                 diagnostics,
                 acknowledged,
             };
-            node.containers.restore(id, resource, stop, restored);
+            node.containers.restore(id, resource, user, stop, restored);
             return Found::CompleteBefore;
         }
         RecordState::Running {
@@ -114,9 +115,13 @@ async fn recover_one(
             if let Some(cgroup) = process.cgroup() {
                 kept_cgroups.insert(cgroup.path.clone());
             }
-            tracing::info!(pid, "took back a running container");
+            tracing::info!(
+                pid,
+                user = user.as_deref().unwrap_or("unknown"),
+                "took back a running container"
+            );
             node.containers
-                .restore(id, resource, stop, Restored::Running(process.clone()));
+                .restore(id, resource, user, stop, Restored::Running(process.clone()));
             launch::watch(node, id, resource, process);
             Found::Running
         }
@@ -138,7 +143,7 @@ async fn recover_one(
                 diagnostics,
                 acknowledged: false,
             };
-            node.containers.restore(id, resource, stop, restored);
+            node.containers.restore(id, resource, user, stop, restored);
             Found::EndedMeanwhile
         }
     }

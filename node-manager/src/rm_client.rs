@@ -1,6 +1,7 @@
 //! The node manager's connection to the RM: one lazily connected gRPC channel for the resource
 //! tracker (registration, heartbeats), application watches, the log store, and the staging store,
-//! which is where localization fetches the files containers need.
+//! which is where localization fetches the files containers need. Every call on it proves the
+//! daemon secret (`CallCredentials`), acting for the node manager's own OS user.
 
 use std::time::Duration;
 
@@ -8,7 +9,12 @@ use futures::StreamExt;
 use futures::future::BoxFuture;
 use spindle_containers::localize::{ChunkStream, FetchError, FetchSource};
 use spindle_protocol as proto;
+use spindle_protocol::application_client_client::ApplicationClientClient;
+use spindle_protocol::log_store_client::LogStoreClient;
+use spindle_protocol::resource_tracker_client::ResourceTrackerClient;
 use spindle_protocol::staging_store_client::StagingStoreClient;
+use spindle_security::{CallCredentials, Secret, SecretKind};
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::error::NmError;
@@ -46,15 +52,55 @@ pub fn channel(rm: &str) -> Result<Channel, NmError> {
         .connect_lazy())
 }
 
+/// The channel to the RM, every call on it carrying the daemon secret's proof.
+pub type RmChannel = InterceptedService<Channel, CallCredentials>;
+
+/// Clients of the RM's services, all on one channel, all proving the daemon secret.
+#[derive(Clone, Debug)]
+pub struct Rm {
+    channel: Channel,
+    credentials: CallCredentials,
+}
+
+impl Rm {
+    /// Calls on `channel` prove `daemon`, acting for this process's OS user.
+    pub fn new(channel: Channel, daemon: Secret) -> Rm {
+        Rm {
+            channel,
+            credentials: CallCredentials::with_secret(
+                SecretKind::Daemon,
+                daemon,
+                spindle_security::current_user(),
+            ),
+        }
+    }
+
+    pub fn resource_tracker(&self) -> ResourceTrackerClient<RmChannel> {
+        ResourceTrackerClient::with_interceptor(self.channel.clone(), self.credentials.clone())
+    }
+
+    pub fn applications(&self) -> ApplicationClientClient<RmChannel> {
+        ApplicationClientClient::with_interceptor(self.channel.clone(), self.credentials.clone())
+    }
+
+    pub fn log_store(&self) -> LogStoreClient<RmChannel> {
+        LogStoreClient::with_interceptor(self.channel.clone(), self.credentials.clone())
+    }
+
+    pub fn staging_store(&self) -> StagingStoreClient<RmChannel> {
+        StagingStoreClient::with_interceptor(self.channel.clone(), self.credentials.clone())
+    }
+}
+
 /// Fetches files from the RM's `StagingStore`.
 pub struct StagingFetch {
-    client: StagingStoreClient<Channel>,
+    client: StagingStoreClient<RmChannel>,
 }
 
 impl StagingFetch {
-    pub fn new(channel: Channel) -> Self {
+    pub fn new(rm: &Rm) -> Self {
         StagingFetch {
-            client: StagingStoreClient::new(channel),
+            client: rm.staging_store(),
         }
     }
 }

@@ -67,6 +67,9 @@ pub struct ContainerRecord {
     pub container_id: String,
     pub application_id: String,
     pub resource: Resource,
+    /// The host user it runs as (absent in records of versions that did not keep it).
+    #[serde(default)]
+    pub user: Option<String>,
     pub working_dir: PathBuf,
     pub log_dir: PathBuf,
     pub stop: Option<StopReason>,
@@ -193,6 +196,7 @@ impl Journal {
         &self,
         id: ContainerId,
         resource: Resource,
+        user: Option<&str>,
         stop: Option<&StopReason>,
         state: RecordState,
     ) {
@@ -200,6 +204,7 @@ impl Journal {
             container_id: id.to_string(),
             application_id: id.application().to_string(),
             resource,
+            user: user.map(str::to_string),
             working_dir: self.layout.container_dir(id),
             log_dir: self.layout.log_dir(id),
             stop: stop.cloned(),
@@ -290,13 +295,14 @@ mod tests {
         let layout = Layout::new("/w");
         let journal = Journal::start(StateStore::open(&path).unwrap(), layout).unwrap();
         let r = Resource::new(512, 1);
-        journal.put(cid(1), r, None, running(10));
-        journal.put(cid(2), r, None, running(20));
+        journal.put(cid(1), r, Some("alice"), None, running(10));
+        journal.put(cid(2), r, None, None, running(20));
         let stop = StopReason::status(-105);
-        journal.put(cid(1), r, Some(&stop), running(10));
+        journal.put(cid(1), r, Some("alice"), Some(&stop), running(10));
         journal.put(
             cid(1),
             r,
+            Some("alice"),
             Some(&stop),
             RecordState::Complete {
                 exit_status: -105,
@@ -304,7 +310,7 @@ mod tests {
                 acknowledged: false,
             },
         );
-        journal.put(cid(3), r, None, running(30));
+        journal.put(cid(3), r, None, None, running(30));
         journal.remove(cid(3));
         journal.synced().await;
         // While open, no second node manager can use it.
@@ -320,6 +326,7 @@ mod tests {
                 container_id: cid(1).to_string(),
                 application_id: "application_1700000000000_0001".into(),
                 resource: r,
+                user: Some("alice".into()),
                 working_dir: layout_dir("appcache", 1),
                 log_dir: layout_dir("logs", 1),
                 stop: Some(stop),
@@ -338,6 +345,17 @@ mod tests {
             "/w/{kind}/application_1700000000000_0001/{}",
             cid(n)
         ))
+    }
+
+    #[test]
+    fn a_record_of_a_version_that_kept_no_user_still_reads() {
+        let old = r#"{"container_id":"container_1700000000000_0001_01_000001",
+            "application_id":"application_1700000000000_0001",
+            "resource":{"memory_mb":512,"vcores":1},
+            "working_dir":"/w/a","log_dir":"/w/l","stop":null,
+            "state":"running","pid":10,"start_time":77,"cgroup":null}"#;
+        let record: ContainerRecord = serde_json::from_str(old).unwrap();
+        assert_eq!((record.user, record.state), (None, running(10)));
     }
 
     #[test]

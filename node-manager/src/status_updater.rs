@@ -13,11 +13,11 @@ use spindle_containers::{ApplicationId, ContainerId, exit_status};
 use spindle_protocol as proto;
 use spindle_protocol::resource_tracker_client::ResourceTrackerClient;
 use tokio::sync::watch;
-use tonic::transport::Channel;
 
 use crate::app_end;
 use crate::launch;
 use crate::node::Node;
+use crate::rm_client::RmChannel;
 use crate::state_store::StopReason;
 
 const FIRST_RETRY: Duration = Duration::from_millis(100);
@@ -28,12 +28,24 @@ const RPC_TIMEOUT: Duration = Duration::from_secs(30);
 /// Used when the RM leaves the interval unset.
 const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Runs until `shutdown` turns true or the RM orders this node to shut down.
-pub async fn run(node: Arc<Node>, channel: Channel, mut shutdown: watch::Receiver<bool>) {
-    let mut client = ResourceTrackerClient::new(channel);
+/// Runs until `shutdown` turns true, the RM orders this node to shut down, or it refuses to
+/// register it.
+pub async fn run(node: Arc<Node>, mut shutdown: watch::Receiver<bool>) {
+    let mut client = node.rm.resource_tracker();
     loop {
-        let Some(mut interval) = until(&mut shutdown, register(&node, &mut client)).await else {
+        let Some(registered) = until(&mut shutdown, register(&node, &mut client)).await else {
             return;
+        };
+        let mut interval = match registered {
+            Ok(interval) => interval,
+            Err(refusal) => {
+                tracing::error!(
+                    rm = %node.rm_address,
+                    "the RM refused to register this node manager, giving up: {refusal}"
+                );
+                node.fatal.send_replace(Some(refusal));
+                return;
+            }
         };
         loop {
             let beat = async {
@@ -70,6 +82,7 @@ pub async fn run(node: Arc<Node>, channel: Channel, mut shutdown: watch::Receive
             if answer.heartbeat_interval_ms > 0 {
                 interval = Duration::from_millis(answer.heartbeat_interval_ms.into());
             }
+            node.keys.announce(&answer.node_keys);
             carry_out(&node, &answer);
             match answer.action() {
                 proto::NodeAction::Normal => {}
@@ -101,8 +114,20 @@ fn timed_out() -> tonic::Status {
     tonic::Status::deadline_exceeded(format!("no answer from the RM within {RPC_TIMEOUT:?}"))
 }
 
-/// Registers, retrying until the RM answers; returns the heartbeat interval it asked for.
-async fn register(node: &Node, client: &mut ResourceTrackerClient<Channel>) -> Duration {
+/// Whether the RM refused the node itself, so that asking again cannot help.
+fn is_refusal(status: &tonic::Status) -> bool {
+    matches!(
+        status.code(),
+        tonic::Code::Unauthenticated | tonic::Code::PermissionDenied
+    )
+}
+
+/// Registers, retrying until the RM answers; returns the heartbeat interval it asked for, or the
+/// RM's refusal.
+async fn register(
+    node: &Node,
+    client: &mut ResourceTrackerClient<RmChannel>,
+) -> Result<Duration, String> {
     let mut retry = FIRST_RETRY;
     let mut attempts: u32 = 0;
     loop {
@@ -117,18 +142,21 @@ async fn register(node: &Node, client: &mut ResourceTrackerClient<Channel>) -> D
         match call.await.unwrap_or_else(|_| Err(timed_out())) {
             Ok(answer) => {
                 let answer = answer.into_inner();
+                node.keys.announce(&answer.node_keys);
                 tracing::info!(
                     node_id = %node.node_id,
                     rm = %node.rm_address,
                     cluster_timestamp = answer.cluster_timestamp,
                     capability = ?node.capability,
+                    node_keys = answer.node_keys.len(),
                     "registered with the RM"
                 );
-                return match answer.heartbeat_interval_ms {
+                return Ok(match answer.heartbeat_interval_ms {
                     0 => DEFAULT_HEARTBEAT_INTERVAL,
                     ms => Duration::from_millis(ms.into()),
-                };
+                });
             }
+            Err(status) if is_refusal(&status) => return Err(status.message().to_string()),
             Err(status) => {
                 attempts += 1;
                 // The RM not being up yet is normal at start: say so once, then quietly retry.

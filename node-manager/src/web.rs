@@ -2,26 +2,31 @@
 //! (`GET /node/containerlogs/<container_id>/<file>`), the node's description as JSON
 //! (`GET /ws/v1/node/info`), and its metrics for Prometheus (`GET /metrics`).
 //!
-//! A log that is no longer here because it was aggregated is served from the RM's log store
-//! (YARN redirects to its log server), so links to this node's logs keep working after the
-//! application ends.
+//! A log is served only to a caller with an NM token for its application (`Authorization:
+//! Bearer <token>`, or `?nm.token=<token>` for a browser's link), as `ReadContainerLog` is; the
+//! node's description and its metrics stay open. A log that was aggregated is no longer here:
+//! the answer says to read it from the RM (`spindle logs`).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures::StreamExt;
 use spindle_containers::ContainerId;
 
-use crate::aggregation;
+use crate::auth::{self, AccessError, Scope};
 use crate::exposition;
 use crate::logs::{self, LogError};
 use crate::node::Node;
+
+/// The query parameter that may carry the NM token (where a link cannot set a header).
+const TOKEN_PARAM: &str = "nm.token";
 
 pub fn router(node: Arc<Node>) -> Router {
     Router::new()
@@ -43,24 +48,65 @@ fn text(status: StatusCode, message: String) -> Response {
         .into_response()
 }
 
+/// The NM token the request carries, from its `Authorization: Bearer` header or its query.
+fn presented<'a>(headers: &'a HeaderMap, query: &'a HashMap<String, String>) -> Option<&'a str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(str::trim)
+        .or_else(|| query.get(TOKEN_PARAM).map(String::as_str))
+}
+
+fn check(node: &Node, token: Option<&str>) -> Result<Scope, AccessError> {
+    let ring = node.keys.ring();
+    auth::check_nm_token(
+        ring.as_ref(),
+        &node.node_id,
+        token,
+        spindle_security::now_ms(),
+    )
+}
+
+fn refused(e: AccessError) -> Response {
+    let status = match e {
+        AccessError::NoKeysYet => StatusCode::SERVICE_UNAVAILABLE,
+        AccessError::OtherApplication { .. } => StatusCode::FORBIDDEN,
+        AccessError::Auth(_) | AccessError::WrongNode { .. } | AccessError::BadApplication(_) => {
+            StatusCode::UNAUTHORIZED
+        }
+    };
+    let hint = match status {
+        StatusCode::UNAUTHORIZED => format!(
+            " (send an NM token for the container's application: Authorization: Bearer <token> \
+             or ?{TOKEN_PARAM}=<token>)"
+        ),
+        _ => String::new(),
+    };
+    text(status, format!("{e}{hint}"))
+}
+
 async fn container_log(
     State(node): State<Arc<Node>>,
     Path((container_id, file)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
 ) -> Response {
+    let scope = match check(&node, presented(&headers, &query)) {
+        Ok(scope) => scope,
+        Err(e) => return refused(e),
+    };
     let id: ContainerId = match container_id.parse() {
         Ok(id) => id,
-        Err(e) => return text(StatusCode::NOT_FOUND, e.to_string()),
+        Err(e) => return text(StatusCode::NOT_FOUND, format!("container_id: {e}")),
     };
+    if let Err(e) = scope.allows(id.application(), || format!("container {id}")) {
+        return refused(e);
+    }
     let opened = match logs::log_file(&node.layout, id, &file).await {
         Ok(path) => logs::read_from(path, 0).await,
         Err(e) => Err(e),
     };
-    if let Err(LogError::NoContainer(_) | LogError::NoFile { .. }) = &opened
-        && let Some(chunks) = aggregation::read_aggregated(&node, id, &file).await
-    {
-        let body = Body::from_stream(chunks.map(|chunk| chunk.map(Bytes::from)));
-        return ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response();
-    }
     match opened {
         Ok(chunks) => {
             let body = Body::from_stream(chunks.map(|chunk| chunk.map(Bytes::from)));

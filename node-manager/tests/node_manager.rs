@@ -10,7 +10,7 @@ use spindle_node_manager::{NmConfig, NodeManager};
 use spindle_protocol as proto;
 use support::{
     APP, FakeRm, Node, SLOW_HEARTBEAT_MS, completion, container_id, ended, guarded, http, pid,
-    run_program, sha256, written,
+    run_program, sha256, tokens, written,
 };
 use tonic::Code;
 
@@ -62,7 +62,7 @@ async fn registers_when_the_rm_starts_after_it() {
     let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let rm_addr = free.local_addr().unwrap();
     drop(free);
-    let node = Node::start(rm_addr).await;
+    let node = Node::start_unregistered(rm_addr, |_| {}).await;
     // Let a few registration attempts fail first (ordering, not a timing assertion).
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let mut rm = FakeRm::start(rm_addr, SLOW_HEARTBEAT_MS).await;
@@ -114,6 +114,13 @@ async fn runs_a_staged_program_with_the_contract_env_and_reports_its_failure_at_
     let web = nm.web_addr().to_string();
     let node_id = nm.node_id().to_string();
     let id = container_id(1);
+    // As root the owner (no user of this host) runs as the fallback, and USER says so; else the
+    // node manager's user runs it, and USER names the owner, as YARN's default executor does.
+    let user = if nix::unistd::geteuid().is_root() {
+        tokens::container_user()
+    } else {
+        tokens::OWNER.to_string()
+    };
     let expected = [
         ("CONTAINER_ID", id.as_str()),
         ("APPLICATION_ID", APP),
@@ -125,7 +132,7 @@ async fn runs_a_staged_program_with_the_contract_env_and_reports_its_failure_at_
         ("LOG_DIRS", log_dir.to_str().unwrap()),
         ("PWD", container_dir.to_str().unwrap()),
         ("HOME", container_dir.to_str().unwrap()),
-        ("USER", "alice"),
+        ("USER", user.as_str()),
         ("GREETING", "it's $HOME"),
     ];
     for (name, value) in expected {
@@ -352,7 +359,12 @@ async fn content_that_does_not_match_its_digest_is_refused() {
         message.contains(&claimed) && message.contains(&sha256(tampered)),
         "{message}"
     );
-    assert!(!node.root().join("filecache").join(&claimed).exists());
+    let cache = node
+        .root()
+        .join("usercache")
+        .join(tokens::container_user())
+        .join("filecache");
+    assert!(!cache.join(&claimed).exists());
     assert!(!node.container_dir(1).exists());
     node.shutdown().await;
 }
@@ -416,27 +428,63 @@ async fn logs_are_listed_read_and_served_over_http() {
         Code::InvalidArgument
     );
     assert_eq!(read("nope", 0).await.unwrap_err().code(), Code::NotFound);
-    let unknown = node
+    let other_app = "application_1700000000000_0042";
+    let list_other = proto::ListContainerLogsRequest {
+        application_id: other_app.into(),
+        container_id: String::new(),
+    };
+    let not_ours = node
         .client
-        .list_container_logs(proto::ListContainerLogsRequest {
-            application_id: "application_1700000000000_0042".into(),
-            container_id: String::new(),
-        })
+        .list_container_logs(list_other.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(not_ours.code(), Code::PermissionDenied);
+    let unknown = node
+        .client_with(tokens::nm_token(&node.node_id(), other_app))
+        .list_container_logs(list_other)
         .await
         .unwrap_err();
     assert_eq!(unknown.code(), Code::NotFound);
 
     let web = node.nm().web_addr();
-    let page = http::get(
+    let token = tokens::nm_token(&node.node_id(), APP);
+    let bearer = format!("Bearer {token}");
+    let authorized = [("Authorization", bearer.as_str())];
+    let page = http::get_with(
         web,
         &format!("/node/containerlogs/{}/stdout", container_id(1)),
+        &authorized,
     )
     .await;
     assert_eq!((page.status, page.body.as_str()), (200, "line1\nline2\n"));
     assert!(page.content_type.starts_with("text/plain"));
-    let missing = http::get(
+    let by_query = http::get(
+        web,
+        &format!(
+            "/node/containerlogs/{}/stderr?nm.token={token}",
+            container_id(1)
+        ),
+    )
+    .await;
+    assert_eq!((by_query.status, by_query.body.as_str()), (200, "err\n"));
+    let escaping = http::get_with(
+        web,
+        &format!("/node/containerlogs/{}/..%2F..%2Fstate", container_id(1)),
+        &authorized,
+    )
+    .await;
+    assert_eq!(escaping.status, 400, "{}", escaping.body);
+    let anonymous = http::get(
+        web,
+        &format!("/node/containerlogs/{}/stdout", container_id(1)),
+    )
+    .await;
+    assert_eq!(anonymous.status, 401, "{}", anonymous.body);
+    assert!(anonymous.body.contains("NM token"), "{}", anonymous.body);
+    let missing = http::get_with(
         web,
         &format!("/node/containerlogs/{}/stdout", container_id(7)),
+        &authorized,
     )
     .await;
     assert_eq!(missing.status, 404);
@@ -446,7 +494,7 @@ async fn logs_are_listed_read_and_served_over_http() {
         missing.body
     );
     assert_eq!(
-        http::get(web, "/node/containerlogs/container_x/stdout")
+        http::get_with(web, "/node/containerlogs/container_x/stdout", &authorized)
             .await
             .status,
         404

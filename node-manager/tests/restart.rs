@@ -10,11 +10,10 @@ mod support;
 use spindle_containers::proc_stat;
 use spindle_node_manager::NmConfig;
 use spindle_protocol as proto;
-use spindle_protocol::container_manager_client::ContainerManagerClient;
 use support::child::{self, ChildNodeManager};
 use support::{
     FakeRm, GroupReaper, SLOW_HEARTBEAT_MS, completion, container_id, ended, guarded, pid,
-    run_program, running, written,
+    run_program, running, tokens, written,
 };
 
 /// Runs until stopped, with a grandchild; says it is up by writing its pids.
@@ -68,14 +67,16 @@ async fn a_killed_node_manager_takes_its_containers_back_when_it_restarts() {
     let config = support::config(rm.addr, work_dir.path());
 
     let first = ChildNodeManager::start(&config).await;
-    let mut client = ContainerManagerClient::connect(format!("http://{}", first.rpc_addr))
-        .await
-        .unwrap();
-    let requests = vec![
-        run_program(1, &sleeper, SLEEPING_PROGRAM.len(), &[]),
-        run_program(2, &waiter, WAITING_PROGRAM.len(), &["7"]),
-        run_program(3, &waiter, WAITING_PROGRAM.len(), &["9"]),
-    ];
+    let node_id = first.rpc_addr.to_string();
+    let mut client = tokens::connect(first.rpc_addr, &node_id, support::APP).await;
+    let requests = tokens::with_tokens(
+        vec![
+            run_program(1, &sleeper, SLEEPING_PROGRAM.len(), &[]),
+            run_program(2, &waiter, WAITING_PROGRAM.len(), &["7"]),
+            run_program(3, &waiter, WAITING_PROGRAM.len(), &["9"]),
+        ],
+        &node_id,
+    );
     let answer = client
         .start_containers(proto::StartContainersRequest { requests })
         .await
@@ -154,9 +155,7 @@ async fn a_killed_node_manager_takes_its_containers_back_when_it_restarts() {
     assert_eq!(completion(&mut rm, &container_id(3)).await.exit_status, 9);
 
     // A re-attached container is stopped as a whole.
-    let mut client = ContainerManagerClient::connect(format!("http://{}", second.rpc_addr))
-        .await
-        .unwrap();
+    let mut client = tokens::connect(second.rpc_addr, &node_id, support::APP).await;
     let stopped = client
         .stop_containers(proto::StopContainersRequest {
             container_ids: vec![container_id(1)],

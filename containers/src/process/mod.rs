@@ -3,10 +3,14 @@
 //! whole (SIGTERM, a grace period, SIGKILL). When the script's bash ends, whatever the program
 //! left behind (its process group, its cgroup) is killed with it, so nothing outlives the
 //! container. A node manager that restarts takes its containers back with `adopt`.
+//!
+//! When the node manager runs as root, the child becomes the container's user (`RunAs`) last,
+//! after it has made its session and joined its cgroup (which takes root on cgroup v2), just
+//! before exec; its log files are created by the node manager and given to that user.
 
 mod adopt;
 
-use std::fs::OpenOptions;
+use std::io::Read;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
@@ -20,7 +24,8 @@ use tokio::sync::watch;
 
 use crate::cgroup::{CgroupError, ContainerCgroup};
 use crate::launch_script::EXIT_CODE_FILE;
-use crate::proc_stat;
+use crate::run_as::RunAs;
+use crate::{no_follow, proc_stat};
 
 pub use adopt::{Adopted, Recorded, adopt};
 
@@ -34,14 +39,20 @@ pub struct ProcessSpec {
     pub script: PathBuf,
     /// The container directory: the working directory, and where `exit_code` is found.
     pub working_dir: PathBuf,
-    /// Log files, opened for appending (created if missing).
+    /// Log files, opened for appending (created if missing, never through a link).
     pub stdout: PathBuf,
     pub stderr: PathBuf,
     /// The only variables bash inherits; the script exports the container's own on top.
     pub inherited_env: Vec<(String, String)>,
     /// The cgroup bash joins before it runs anything; removed when the container ends.
     pub cgroup: Option<ContainerCgroup>,
+    /// The user the program runs as, and who gets its log files; `None`: the caller's own.
+    pub run_as: Option<RunAs>,
 }
+
+/// Mode of the log files the node manager creates (in a directory only the container's user
+/// may enter).
+const LOG_FILE_MODE: u32 = 0o640;
 
 /// How a container's process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,22 +106,27 @@ struct Inner {
     exit: watch::Receiver<Option<Exit>>,
 }
 
-fn append(path: &Path) -> Result<std::fs::File, ProcessError> {
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(|source| ProcessError::LogFile {
-            path: path.to_path_buf(),
-            source,
-        })
+/// Opens a log file for appending, given to `owner` when there is one.
+fn append(path: &Path, owner: Option<&RunAs>) -> Result<std::fs::File, ProcessError> {
+    let error = |source| ProcessError::LogFile {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = no_follow::create_append(path, LOG_FILE_MODE).map_err(error)?;
+    if let Some(owner) = owner {
+        std::os::unix::fs::fchown(&file, Some(owner.uid), Some(owner.gid)).map_err(error)?;
+    }
+    Ok(file)
 }
 
 /// Starts `bash <script>` as the leader of a new session and process group, in the spec's
-/// cgroup. Must be called inside a Tokio runtime: a task watches the process until it exits.
+/// cgroup, as the spec's user. Must be called inside a Tokio runtime: a task watches the
+/// process until it exits.
 pub fn spawn(spec: &ProcessSpec) -> Result<ContainerProcess, ProcessError> {
-    let stdout = append(&spec.stdout)?;
-    let stderr = append(&spec.stderr)?;
+    let stdout = append(&spec.stdout, spec.run_as.as_ref())?;
+    let stderr = append(&spec.stderr, spec.run_as.as_ref())?;
+    // Looked up here: between fork and exec nothing may allocate or read files.
+    let ids = spec.run_as.as_ref().map(RunAs::ids);
     // Opened here: between fork and exec the child may only make plain system calls.
     let cgroup_procs = spec
         .cgroup
@@ -128,8 +144,8 @@ pub fn spawn(spec: &ProcessSpec) -> Result<ContainerProcess, ProcessError> {
         .stderr(stderr)
         // A dropped handle must not kill the container: the NM decides when it ends.
         .kill_on_drop(false);
-    // SAFETY: between fork and exec only async-signal-safe calls (setsid, sigaction, write) run,
-    // and they touch no memory of the parent.
+    // SAFETY: between fork and exec only async-signal-safe calls (setsid, sigaction, write,
+    // setgroups, setgid, setuid) run, on memory prepared before the fork.
     unsafe {
         command.pre_exec(move || {
             nix::unistd::setsid().map_err(std::io::Error::from)?;
@@ -137,6 +153,13 @@ pub fn spawn(spec: &ProcessSpec) -> Result<ContainerProcess, ProcessError> {
             if let Some(procs) = &cgroup_procs {
                 // "0" moves the writer itself in; its children will be born inside.
                 nix::unistd::write(procs, b"0").map_err(std::io::Error::from)?;
+            }
+            // Last, as root could still do the above: groups, then group, then user (after
+            // setuid nothing else could be changed).
+            if let Some((uid, gid, groups)) = &ids {
+                nix::unistd::setgroups(groups).map_err(std::io::Error::from)?;
+                nix::unistd::setgid(*gid).map_err(std::io::Error::from)?;
+                nix::unistd::setuid(*uid).map_err(std::io::Error::from)?;
             }
             Ok(())
         });
@@ -175,11 +198,13 @@ fn reset_signal_dispositions() {
     }
 }
 
-/// The status the launch script recorded, if it got to.
+/// The status the launch script recorded, if it got to. The file is the container's: it is
+/// read only if it is a regular file (never through a link), and only its start.
 fn recorded_exit_code(working_dir: &Path) -> Option<i32> {
-    std::fs::read_to_string(working_dir.join(EXIT_CODE_FILE))
-        .ok()
-        .and_then(|s| s.trim().parse::<i32>().ok())
+    let file = no_follow::open_regular(&working_dir.join(EXIT_CODE_FILE)).ok()?;
+    let mut text = String::new();
+    file.take(64).read_to_string(&mut text).ok()?;
+    text.trim().parse::<i32>().ok()
 }
 
 /// How the container ended: a stop decides; else the program's own status from the `exit_code`

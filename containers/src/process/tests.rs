@@ -35,6 +35,7 @@ fn start_in(command: &[&str], cgroup: Option<ContainerCgroup>) -> Container {
         stderr: dir.path().join("stderr"),
         inherited_env: vec![("PATH".into(), std::env::var("PATH").unwrap_or_default())],
         cgroup,
+        run_as: None,
     };
     let process = spawn(&spec).unwrap();
     Container { dir, process }
@@ -267,9 +268,80 @@ async fn a_missing_log_directory_is_a_clear_error() {
         stderr: dir.path().join("stderr"),
         inherited_env: vec![],
         cgroup: None,
+        run_as: None,
     };
     let err = spawn(&spec).unwrap_err();
     assert!(err.to_string().contains("no/such/stdout"), "{err}");
+}
+
+#[tokio::test]
+async fn a_log_file_planted_as_a_link_is_refused_and_its_target_untouched() {
+    let dir = prepare(&["true"]);
+    let target = dir.path().join("target");
+    std::fs::write(&target, "keep\n").unwrap();
+    std::os::unix::fs::symlink(&target, dir.path().join("stdout")).unwrap();
+    let spec = ProcessSpec {
+        script: dir.path().join(SCRIPT_FILE),
+        working_dir: dir.path().to_path_buf(),
+        stdout: dir.path().join("stdout"),
+        stderr: dir.path().join("stderr"),
+        inherited_env: vec![],
+        cgroup: None,
+        run_as: None,
+    };
+    let err = spawn(&spec).unwrap_err();
+    assert!(err.to_string().contains("symbolic link"), "{err}");
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep\n");
+}
+
+#[tokio::test]
+async fn as_root_the_program_runs_as_the_given_user_with_its_groups_and_owns_its_logs() {
+    use std::os::unix::fs::MetadataExt;
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("not root: running a container as another user is not tested");
+        return;
+    }
+    let nobody = RunAs::lookup("nobody")
+        .unwrap()
+        .expect("the host has the user nobody");
+    let dir = prepare(&["bash", "-c", "id -u; id -g; id -G"]);
+    nobody.own_dir(dir.path(), 0o700).unwrap();
+    nobody.own(&dir.path().join(SCRIPT_FILE)).unwrap();
+    let cgroups = node_cgroups_for_test("run-as");
+    let cgroup = cgroups
+        .as_ref()
+        .map(|c| c.container("container_run_as", 64 << 20).unwrap());
+    let spec = ProcessSpec {
+        script: dir.path().join(SCRIPT_FILE),
+        working_dir: dir.path().to_path_buf(),
+        stdout: dir.path().join("stdout"),
+        stderr: dir.path().join("stderr"),
+        inherited_env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+        cgroup,
+        run_as: Some(nobody.clone()),
+    };
+    let process = spawn(&spec).unwrap();
+    assert_eq!(guarded(process.wait()).await, Exit::Exited { exit_code: 0 });
+    let out = std::fs::read_to_string(dir.path().join("stdout")).unwrap();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], nobody.uid.to_string(), "{out}");
+    assert_eq!(lines[1], nobody.gid.to_string(), "{out}");
+    let mut groups: Vec<u32> = lines[2].split(' ').map(|g| g.parse().unwrap()).collect();
+    groups.sort();
+    let mut expected = nobody.groups.clone();
+    expected.sort();
+    expected.dedup();
+    assert_eq!(groups, expected, "no group of root's is kept");
+    for log in ["stdout", "stderr"] {
+        let meta = std::fs::metadata(dir.path().join(log)).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (nobody.uid, nobody.gid), "{log}");
+    }
+    // The script wrote its exit code as that user.
+    let meta = std::fs::metadata(dir.path().join(EXIT_CODE_FILE)).unwrap();
+    assert_eq!(meta.uid(), nobody.uid);
+    if let Some(cgroups) = cgroups {
+        cgroups.remove_if_empty();
+    }
 }
 
 /// Holds a line that never ends in `tail`: memory grows to `size` and stays until it is killed,

@@ -1,7 +1,8 @@
 //! A node manager in a process of its own, so that a test can kill it with SIGKILL: nothing of
 //! it runs after that, no destructor, no shutdown. The process is the test binary itself, run
 //! with a filter that selects only `child_node_manager` and the configuration in its
-//! environment; it prints its address once it serves, and shuts down on SIGTERM.
+//! environment; it prints its address once it serves and has registered, and shuts down on
+//! SIGTERM.
 
 use std::net::SocketAddr;
 use std::process::Stdio;
@@ -31,6 +32,7 @@ pub fn serve_if_asked() {
     runtime.block_on(async {
         let mut terminate = tokio::signal::unix::signal(SignalKind::terminate()).unwrap();
         let nm = NodeManager::start(config).await.expect("the child starts");
+        nm.registered().await;
         println!("{READY}{}", nm.rpc_addr());
         terminate.recv().await;
         nm.shutdown().await;

@@ -2,6 +2,8 @@
 //! (each on a channel the test reads), answers heartbeats with what the test queued, serves the
 //! files it holds from its staging store, keeps the logs nodes upload (each finished upload on a
 //! channel), and answers application watches: RUNNING until the test ends the application.
+//! Like the real RM, it believes only callers that prove the daemon secret (`SecretGuard`), and
+//! announces its node keys at registration and in every heartbeat answer.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -15,6 +17,7 @@ use spindle_protocol::application_client_server::{ApplicationClient, Application
 use spindle_protocol::log_store_server::{LogStore, LogStoreServer};
 use spindle_protocol::resource_tracker_server::{ResourceTracker, ResourceTrackerServer};
 use spindle_protocol::staging_store_server::{StagingStore, StagingStoreServer};
+use spindle_security::{SecretGuard, SecretKind};
 use tokio::sync::{mpsc, oneshot, watch};
 use tonic::{Request, Response, Status, Streaming};
 
@@ -25,6 +28,10 @@ struct State {
     answers: VecDeque<proto::NodeHeartbeatResponse>,
     /// Every file of every finished upload, as the log store keeps them.
     logs: BTreeMap<(String, String), Vec<u8>>,
+    /// Announced in every answer, newest first.
+    node_keys: Vec<proto::NodeKey>,
+    /// Bumped at every change of `node_keys`.
+    key_generation: u64,
 }
 
 /// One finished `UploadLogs`: (container id, file) → content, and the node that sent it.
@@ -42,6 +49,8 @@ struct Service {
     heartbeats: mpsc::UnboundedSender<proto::NodeHeartbeatRequest>,
     uploads: mpsc::UnboundedSender<Upload>,
     ended_apps: watch::Sender<HashSet<String>>,
+    /// (heartbeats answered, the key generation the last answer carried).
+    answered: watch::Sender<(u64, u64)>,
 }
 
 pub struct FakeRm {
@@ -51,6 +60,7 @@ pub struct FakeRm {
     /// Every upload that ended with its `end` message.
     pub uploads: mpsc::UnboundedReceiver<Upload>,
     ended_apps: watch::Sender<HashSet<String>>,
+    answered: watch::Sender<(u64, u64)>,
     state: Arc<Mutex<State>>,
     stop: Option<oneshot::Sender<()>>,
 }
@@ -70,7 +80,12 @@ impl FakeRm {
         let (hb_tx, heartbeats) = mpsc::unbounded_channel();
         let (up_tx, uploads) = mpsc::unbounded_channel();
         let ended_apps = watch::Sender::new(HashSet::new());
-        let state = Arc::new(Mutex::new(State::default()));
+        let answered = watch::Sender::new((0, 0));
+        let state = Arc::new(Mutex::new(State {
+            node_keys: vec![super::tokens::first_node_key()],
+            ..State::default()
+        }));
+        let guard = SecretGuard::new(vec![(SecretKind::Daemon, super::tokens::daemon_secret())]);
         let service = Service {
             state: state.clone(),
             heartbeat_interval_ms,
@@ -78,14 +93,24 @@ impl FakeRm {
             heartbeats: hb_tx,
             uploads: up_tx,
             ended_apps: ended_apps.clone(),
+            answered: answered.clone(),
         };
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(
             tonic::transport::Server::builder()
-                .add_service(ResourceTrackerServer::new(service.clone()))
-                .add_service(ApplicationClientServer::new(service.clone()))
-                .add_service(LogStoreServer::new(service.clone()))
-                .add_service(StagingStoreServer::new(service))
+                .add_service(ResourceTrackerServer::with_interceptor(
+                    service.clone(),
+                    guard.clone(),
+                ))
+                .add_service(ApplicationClientServer::with_interceptor(
+                    service.clone(),
+                    guard.clone(),
+                ))
+                .add_service(LogStoreServer::with_interceptor(
+                    service.clone(),
+                    guard.clone(),
+                ))
+                .add_service(StagingStoreServer::with_interceptor(service, guard))
                 .serve_with_incoming_shutdown(
                     tokio_stream::wrappers::TcpListenerStream::new(listener),
                     async {
@@ -99,6 +124,7 @@ impl FakeRm {
             heartbeats,
             uploads,
             ended_apps,
+            answered,
             state,
             stop: Some(stop),
         }
@@ -124,9 +150,31 @@ impl FakeRm {
         });
     }
 
-    /// The answer to the next heartbeat (later ones answer NORMAL).
+    /// The answer to the next heartbeat (later ones answer NORMAL); it announces the node keys
+    /// unless it names its own.
     pub fn answer_next(&self, answer: proto::NodeHeartbeatResponse) {
         self.state.lock().unwrap().answers.push_back(answer);
+    }
+
+    /// From now on, answers announce `keys` (newest first).
+    pub fn announce(&self, keys: Vec<proto::NodeKey>) {
+        let mut state = self.state.lock().unwrap();
+        state.node_keys = keys;
+        state.key_generation += 1;
+    }
+
+    /// Waits until the (one) node has taken in the keys announced last: a heartbeat answer
+    /// carried them, and the node has sent its next heartbeat, which it does only after it has
+    /// acted on that answer.
+    pub async fn keys_heard(&self) {
+        let generation = self.state.lock().unwrap().key_generation;
+        let mut answered = self.answered.subscribe();
+        let carried = answered
+            .wait_for(|(_, g)| *g == generation)
+            .await
+            .unwrap()
+            .0;
+        answered.wait_for(|(n, _)| *n > carried).await.unwrap();
     }
 }
 
@@ -148,7 +196,7 @@ impl ResourceTracker for Service {
         Ok(Response::new(proto::RegisterNodeResponse {
             heartbeat_interval_ms: self.heartbeat_interval_ms,
             cluster_timestamp: 1_700_000_000_000,
-            node_keys: Vec::new(),
+            node_keys: self.state.lock().unwrap().node_keys.clone(),
         }))
     }
 
@@ -157,13 +205,21 @@ impl ResourceTracker for Service {
         request: Request<proto::NodeHeartbeatRequest>,
     ) -> Result<Response<proto::NodeHeartbeatResponse>, Status> {
         let _ = self.heartbeats.send(request.into_inner());
-        let queued = self.state.lock().unwrap().answers.pop_front();
-        Ok(Response::new(queued.unwrap_or(
-            proto::NodeHeartbeatResponse {
+        let mut state = self.state.lock().unwrap();
+        let mut answer = state
+            .answers
+            .pop_front()
+            .unwrap_or(proto::NodeHeartbeatResponse {
                 heartbeat_interval_ms: self.heartbeat_interval_ms,
                 ..Default::default()
-            },
-        )))
+            });
+        if answer.node_keys.is_empty() {
+            answer.node_keys = state.node_keys.clone();
+        }
+        let generation = state.key_generation;
+        self.answered
+            .send_modify(|(n, g)| (*n, *g) = (*n + 1, generation));
+        Ok(Response::new(answer))
     }
 }
 

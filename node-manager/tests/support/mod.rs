@@ -1,5 +1,7 @@
-//! What the node manager's integration tests share: the fake RM, an HTTP GET, a node manager in a
-//! temp dir, and waiting helpers with generous hang guards (never timing assertions).
+//! What the node manager's integration tests share: the fake RM, the cluster's secret and
+//! tokens, an HTTP GET, a node manager in a temp dir with a client that carries an NM token for
+//! the tests' application, and waiting helpers with generous hang guards (never timing
+//! assertions).
 
 #![allow(dead_code)]
 
@@ -7,6 +9,7 @@ pub mod child;
 pub mod fake_rm;
 pub mod http;
 pub mod prometheus;
+pub mod tokens;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -15,8 +18,9 @@ use std::time::Duration;
 
 use spindle_node_manager::{NmConfig, NodeManager};
 use spindle_protocol as proto;
-use spindle_protocol::container_manager_client::ContainerManagerClient;
 use tonic::transport::Channel;
+
+use tokens::NmClient;
 
 #[allow(unused_imports)]
 pub use fake_rm::{FakeRm, sha256};
@@ -38,11 +42,14 @@ pub async fn guarded<T>(what: &str, f: impl Future<Output = T>) -> T {
 
 pub struct Node {
     pub nm: Option<NodeManager>,
-    pub client: ContainerManagerClient<Channel>,
+    /// Carries an NM token for `APP` on this node.
+    pub client: NmClient,
+    pub channel: Channel,
     pub work_dir: tempfile::TempDir,
 }
 
-/// The configuration the tests' node managers start from: loopback, `work_dir`, 4 GB, 4 vcores.
+/// The configuration the tests' node managers start from: loopback, `work_dir`, 4 GB, 4 vcores,
+/// the cluster's daemon secret in a file in `work_dir`.
 pub fn config(rm: SocketAddr, work_dir: &Path) -> NmConfig {
     NmConfig {
         rm: rm.to_string(),
@@ -50,35 +57,61 @@ pub fn config(rm: SocketAddr, work_dir: &Path) -> NmConfig {
         work_dir: work_dir.to_path_buf(),
         memory_mb: Some(4096),
         vcores: Some(4),
+        daemon_secret_file: Some(tokens::write_secret(work_dir, tokens::DAEMON_SECRET)),
         ..NmConfig::default()
     }
 }
 
 impl Node {
+    /// Starts a node manager and waits until it has registered (it can check tokens then).
     pub async fn start(rm: SocketAddr) -> Node {
         Node::start_with(rm, |_| {}).await
     }
 
-    /// Starts a node manager with the tests' configuration as `configure` changes it.
+    /// Starts a node manager with the tests' configuration as `configure` changes it, and waits
+    /// until it has registered.
     pub async fn start_with(rm: SocketAddr, configure: impl FnOnce(&mut NmConfig)) -> Node {
+        let node = Node::start_unregistered(rm, configure).await;
+        guarded("registration", node.nm().registered()).await;
+        node
+    }
+
+    /// Starts a node manager and returns at once (its RM may not be up).
+    pub async fn start_unregistered(rm: SocketAddr, configure: impl FnOnce(&mut NmConfig)) -> Node {
         let work_dir = tempfile::tempdir().unwrap();
         let mut config = config(rm, work_dir.path());
         configure(&mut config);
         let nm = NodeManager::start(config)
             .await
             .expect("node manager starts");
-        let client = ContainerManagerClient::connect(format!("http://{}", nm.rpc_addr()))
+        let channel = Channel::from_shared(format!("http://{}", nm.rpc_addr()))
+            .unwrap()
+            .connect()
             .await
             .expect("connects to the container manager");
+        let client = tokens::client(
+            channel.clone(),
+            tokens::nm_token(nm.node_id().as_str(), APP),
+        );
         Node {
             nm: Some(nm),
             client,
+            channel,
             work_dir,
         }
     }
 
     pub fn nm(&self) -> &NodeManager {
         self.nm.as_ref().unwrap()
+    }
+
+    pub fn node_id(&self) -> String {
+        self.nm().node_id().to_string()
+    }
+
+    /// A client of this node whose calls carry `token`.
+    pub fn client_with(&self, token: String) -> NmClient {
+        tokens::client(self.channel.clone(), token)
     }
 
     pub fn root(&self) -> PathBuf {
@@ -93,10 +126,13 @@ impl Node {
         self.root().join("logs").join(APP).join(container_id(n))
     }
 
+    /// Starts `requests`, each with the container token the RM would have allocated it (unless
+    /// it carries one).
     pub async fn start_containers(
         &mut self,
         requests: Vec<proto::StartContainerRequest>,
     ) -> proto::StartContainersResponse {
+        let requests = tokens::with_tokens(requests, &self.node_id());
         self.client
             .start_containers(proto::StartContainersRequest { requests })
             .await
@@ -225,4 +261,24 @@ pub async fn written(path: &Path) -> String {
         }
     })
     .await
+}
+
+/// Every path under `root` (relative, sorted): what a refused request must leave as it was.
+pub fn tree(root: &Path) -> Vec<PathBuf> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            out.push(path.strip_prefix(root).unwrap().to_path_buf());
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                walk(root, &path, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, root, &mut out);
+    out.sort();
+    out
 }
