@@ -146,35 +146,34 @@ impl LocalCluster {
         Ok(cluster)
     }
 
-    /// Asks the RM which nodes are RUNNING until all of ours are. The RM offers no push for node
-    /// changes, so this is the one place that asks again, with a short back-off.
+    /// Waits until every NM has registered (each says so; one the RM refused says why).
     async fn wait_for_nodes(&self) -> Result<(), LocalClusterError> {
-        let mut rm = self.client().await?;
-        let ours: Vec<String> = self.nms.iter().map(|nm| nm.node_id().to_string()).collect();
-        let deadline = tokio::time::Instant::now() + REGISTRATION_TIMEOUT;
-        let mut backoff = Duration::from_millis(5);
-        loop {
-            let nodes = rm.list_nodes().await?;
-            let running = ours
-                .iter()
-                .filter(|id| {
-                    nodes
-                        .iter()
-                        .any(|n| n.node_id == **id && n.state() == NodeState::Running)
-                })
-                .count();
-            if running == ours.len() {
-                return Ok(());
+        let each = self.nms.iter().enumerate().map(|(index, nm)| async move {
+            tokio::select! {
+                () = nm.registered() => Ok(()),
+                source = nm.failed() => Err(LocalClusterError::NodeManager { index, source }),
             }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(LocalClusterError::NotRegistered {
+        });
+        match tokio::time::timeout(REGISTRATION_TIMEOUT, futures::future::try_join_all(each)).await
+        {
+            Ok(outcome) => outcome.map(|_| ()),
+            Err(_) => {
+                let nodes = self.client().await?.list_nodes().await?;
+                let running = self
+                    .nms
+                    .iter()
+                    .filter(|nm| {
+                        nodes.iter().any(|n| {
+                            n.node_id == nm.node_id().as_str() && n.state() == NodeState::Running
+                        })
+                    })
+                    .count();
+                Err(LocalClusterError::NotRegistered {
                     running,
-                    expected: ours.len(),
+                    expected: self.nms.len(),
                     timeout: REGISTRATION_TIMEOUT,
-                });
+                })
             }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_millis(200));
         }
     }
 

@@ -249,10 +249,20 @@ pub async fn run_node_manager(args: NmArgs, config: SpindleConfig) -> anyhow::Re
         ("rpc-address", nm.rpc_addr().to_string()),
         ("web-address", nm.web_addr().to_string()),
     ]);
-    let signal = stop.recv().await;
-    tracing::info!(%signal, node = %nm.node_id(), "stopping the node manager");
+    // A refused registration (a wrong daemon secret, say) is not mended by waiting: say why
+    // and exit non-zero, so a supervisor sees it.
+    let refused = tokio::select! {
+        signal = stop.recv() => {
+            tracing::info!(%signal, node = %nm.node_id(), "stopping the node manager");
+            None
+        }
+        error = nm.failed() => Some(error),
+    };
     nm.shutdown().await;
-    Ok(ExitCode::SUCCESS)
+    match refused {
+        None => Ok(ExitCode::SUCCESS),
+        Some(error) => Err(error).context("the node manager gave up"),
+    }
 }
 
 /// Where the daemon listens, on stdout, flushed at once so a supervising script can read the

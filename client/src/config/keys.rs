@@ -199,6 +199,16 @@ pub const KEYS: &[KeyDoc] = &[
         OPTIONAL_PATH,
     ),
     key(
+        "node-manager.fallback-user",
+        "As root: the user a container runs as when its owner is no user of this host, or is root.",
+        "a user name",
+    ),
+    key(
+        "node-manager.allow-root",
+        "As root: whether containers of applications owned by root may run as root.",
+        "true or false",
+    ),
+    key(
         "client",
         "The client commands (submit, apps, status, kill, nodes, logs).",
         SECTION,
