@@ -42,6 +42,18 @@ impl TempDir {
         TempDir(path)
     }
 
+    /// A temp dir that containers may write into: they run as their owner or `nobody`, not
+    /// as the test's user (mode 1777, as /tmp: anyone may add files, only their owners remove).
+    pub fn for_containers(label: &str) -> TempDir {
+        let dir = TempDir::new(label);
+        fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o1777),
+        )
+        .expect("open the temp dir to containers");
+        dir
+    }
+
     pub fn path(&self) -> &Path {
         &self.0
     }
