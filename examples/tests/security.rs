@@ -8,6 +8,7 @@
 //! - Only an application's owner and the cluster's admins may kill it or read its logs.
 //! - As root, a container runs as the submitting user when that user exists on the host, and
 //!   as `nobody` when root submits.
+//! - A cluster started inside `spindle submit --master local-cluster[…]` needs nothing set up.
 
 mod support;
 
@@ -358,4 +359,26 @@ fn a_container_runs_as_its_submitter_and_roots_as_nobody() {
     let uids = printed_uids(&cluster, &[], &app_id_of(&run));
     assert_eq!(uids, [uid_of("nobody")], "root's container runs as nobody");
     assert_ne!(uids, ["0"]);
+}
+
+#[test]
+fn a_local_cluster_master_needs_no_secret_set_up() {
+    // No SPINDLE_SECRET_FILE, no --secret-file: the cluster made in the command has its own.
+    let mut submit = spindle();
+    submit
+        .args([
+            "submit",
+            "--master",
+            "local-cluster[1,2,1024]",
+            "--",
+            distributed_shell(),
+            "--container-memory",
+            "256",
+            "--shell-command",
+            "true",
+        ])
+        .env_remove("SPINDLE_SECRET_FILE");
+    let run = support::run_command(submit, "spindle submit --master local-cluster");
+    assert!(run.ok(), "{run}");
+    assert!(run.stderr.contains("FINISHED (SUCCEEDED)"), "{run}");
 }
