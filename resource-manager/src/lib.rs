@@ -13,11 +13,17 @@ pub mod store;
 mod web;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-pub use config::{Placement, RmConfig};
+use spindle_security::{SecretError, SecretKind};
+
+pub use config::{ANYONE, Placement, QueueAcl, RmConfig};
 pub use server::{STAGING_CHUNK_BYTES, STORE_FILE};
-pub use web::SECRET_FILE;
+
+/// The client secret's file in the state directory, when none is configured.
+pub const SECRET_FILE: &str = "client.secret";
+/// The daemon secret's file in the state directory, when none is configured.
+pub const DAEMON_SECRET_FILE: &str = "daemon.secret";
 
 #[derive(Debug, thiserror::Error)]
 pub enum RmError {
@@ -34,8 +40,13 @@ pub enum RmError {
     },
     #[error(transparent)]
     StateStore(#[from] store::StoreError),
-    #[error("client secret file {}: {problem}", path.display())]
-    Secret { path: PathBuf, problem: String },
+    #[error("cannot use the {kind}: {error}")]
+    Secret {
+        kind: SecretKind,
+        error: SecretError,
+    },
+    #[error("cannot make the keys that sign tokens: {0}")]
+    Keys(String),
     #[error("invalid resource manager configuration: {field} {problem}")]
     Config {
         field: &'static str,
@@ -70,6 +81,16 @@ impl ResourceManager {
     /// carry it, across restarts.
     pub fn cluster_timestamp(&self) -> u64 {
         self.serving.cluster_timestamp
+    }
+
+    /// The file of the client secret clients prove (configured, or generated in the state dir).
+    pub fn client_secret_file(&self) -> &Path {
+        &self.serving.client_secret_file
+    }
+
+    /// The file of the daemon secret NMs prove (configured, or generated in the state dir).
+    pub fn daemon_secret_file(&self) -> &Path {
+        &self.serving.daemon_secret_file
     }
 
     /// Stops serving and waits until every task has ended and the state store is closed.
@@ -145,6 +166,8 @@ fn validate(c: &RmConfig) -> Result<(), RmError> {
         ("nm-liveness-expiry", c.nm_liveness_expiry),
         ("am-liveness-expiry", c.am_liveness_expiry),
         ("nm-heartbeat-interval", c.nm_heartbeat_interval),
+        ("key-roll-interval", c.key_roll_interval),
+        ("container-token-expiry", c.container_token_expiry),
     ] {
         if value.is_zero() {
             return bad(field, "must be longer than 0".into());
@@ -161,6 +184,29 @@ fn validate(c: &RmConfig) -> Result<(), RmError> {
                 c.default_max_attempts, c.max_attempts_limit
             ),
         );
+    }
+    for (i, admin) in c.admins.iter().enumerate() {
+        if let Err(e) = spindle_security::validate_user(admin) {
+            return bad("admins", format!("[{i}]: {e}"));
+        }
+    }
+    for (queue, acl) in &c.queue_acls {
+        if queue.is_empty() {
+            return bad("queue-acls", "names a queue with an empty name".into());
+        }
+        for (i, user) in acl.submit.iter().enumerate() {
+            if user != config::ANYONE
+                && let Err(e) = spindle_security::validate_user(user)
+            {
+                return bad(
+                    "queue-acls",
+                    format!(
+                        "{queue}.submit[{i}]: {e}, or \"{}\" for anyone",
+                        config::ANYONE
+                    ),
+                );
+            }
+        }
     }
     Ok(())
 }

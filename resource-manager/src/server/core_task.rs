@@ -7,10 +7,16 @@
 //! batch made are written to the store in one transaction, and only then does anything of the
 //! batch leave the task (answers, reads, RPCs to NMs): nothing is seen that a crash could undo.
 //! If the store cannot be written, the RM stops rather than go on with what it cannot keep.
+//!
+//! The task also owns the key book: a timer wakes it when keys are due to roll, activate or be
+//! forgotten; the changes are written with the batch, and the new `Keys` are published to the
+//! services only once they are durable. What it hands to NMs and AMs (the AM token in the AM's
+//! environment, container and NM tokens) it signs with the published keys.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use spindle_containers::{ApplicationId, AttemptId};
+use spindle_containers::{ApplicationId, AttemptId, ContainerId};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -18,13 +24,25 @@ use tracing::info_span;
 
 use super::clock::Clock;
 use super::handle::{Command, CoreHandle, Reader, Reply};
+use super::keys::{KeyBook, os_random};
 use super::nm_client::{AmLaunch, NmClients};
 use super::persist::Persister;
 use super::polls::{AllocateReply, Polls};
 use super::reports;
+use super::tokens::{Grant, Keys, KeysHandle};
 use super::watchers::{ReportSender, Watchers};
 use crate::config::RmConfig;
 use crate::core::{AllocateCall, Core, CoreError, Effect, Record};
+use crate::store::KeyChange;
+
+/// The environment variable that hands an AM its AM token.
+pub const AM_TOKEN_ENV: &str = "SPINDLE_AM_TOKEN";
+/// After the random source failed, how long before keys are tried again (the old ones still
+/// sign meanwhile).
+const KEY_RETRY: Duration = Duration::from_secs(60);
+/// The longest the key timer sleeps: it is set again on waking, so any bound will do, and this
+/// one keeps `Instant` arithmetic far from overflowing.
+const MAX_KEY_SLEEP: Duration = Duration::from_secs(3600);
 
 /// Commands queued before senders wait: deep enough for bursts of heartbeats and polls.
 const COMMAND_QUEUE: usize = 4096;
@@ -44,11 +62,14 @@ enum Then {
     },
     Watch(ApplicationId, ReportSender, Reply<()>),
     Read(Reader),
+    /// Keys that rolled: the services sign and check with them from now on.
+    Publish(Box<Keys>),
 }
 
 #[derive(Default)]
 struct Batch {
     records: Vec<Record>,
+    keys: Vec<KeyChange>,
     then: Vec<Then>,
 }
 
@@ -63,6 +84,10 @@ struct CoreTask {
     batch: Batch,
     /// Stops the whole RM when the store fails.
     stop_rm: watch::Sender<bool>,
+    keys: KeyBook,
+    published: KeysHandle,
+    /// Set when making a key failed: when to try again.
+    key_retry_ms: Option<u64>,
 }
 
 /// Liveness is checked four times per the shorter expiry, but never more often than every
@@ -79,6 +104,11 @@ pub struct Start {
     /// Effects of the recovery still to carry out.
     pub effects: Vec<Effect>,
     pub clock: Clock,
+    pub keys: KeyBook,
+    /// Holds the keys `keys` is at now.
+    pub published: KeysHandle,
+    /// The RM's own OS user, which its calls to NMs name.
+    pub user: String,
 }
 
 /// Starts the core task; it runs until `shutdown` turns true (or the store fails, which turns
@@ -95,10 +125,13 @@ pub fn spawn(
         max_allocate_wait: config.max_allocate_wait(),
         polls: Polls::default(),
         watchers: Watchers::default(),
-        nm: NmClients::new(tx.clone()),
+        nm: NmClients::new(tx.clone(), start.user),
         store: start.store,
         batch: Batch::default(),
         stop_rm: shutdown.clone(),
+        keys: start.keys,
+        published: start.published,
+        key_retry_ms: None,
     };
     task.effects(start.effects);
     let join = tokio::spawn(task.run(rx, shutdown.subscribe(), tick_interval(config)));
@@ -116,6 +149,7 @@ impl CoreTask {
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         while self.flush().await {
             let deadline = self.polls.next_deadline();
+            let keys_due = self.keys_due();
             tokio::select! {
                 biased;
                 _ = shutdown.wait_for(|stop| *stop) => break,
@@ -129,6 +163,7 @@ impl CoreTask {
                 }
                 _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)),
                     if deadline.is_some() => self.expire_polls(),
+                _ = tokio::time::sleep_until(keys_due) => self.roll_keys(),
             }
             // Whatever queued up meanwhile joins the batch: one store write for all of it.
             for _ in 1..MAX_BATCH {
@@ -144,10 +179,14 @@ impl CoreTask {
     /// Writes the batch's records, then lets its answers and actions out. Returns false if the
     /// store failed: then the batch's callers get no answer (they see the RM stopping).
     async fn flush(&mut self) -> bool {
-        let Batch { records, then } = std::mem::take(&mut self.batch);
-        if !records.is_empty() {
-            let count = records.len();
-            if let Err(e) = self.store.write(records).await {
+        let Batch {
+            records,
+            keys,
+            then,
+        } = std::mem::take(&mut self.batch);
+        if !records.is_empty() || !keys.is_empty() {
+            let count = records.len() + keys.len();
+            if let Err(e) = self.store.write(records, keys).await {
                 tracing::error!(error = %e, records = count,
                     "cannot write the state store; stopping the resource manager");
                 let _ = self.stop_rm.send(true);
@@ -158,6 +197,38 @@ impl CoreTask {
             self.then(then);
         }
         true
+    }
+
+    /// When the key book next has something to do.
+    fn keys_due(&self) -> Instant {
+        let now = self.clock.now_ms();
+        let due = self
+            .key_retry_ms
+            .unwrap_or_else(|| self.keys.next_change_ms(now));
+        Instant::now() + Duration::from_millis(due.saturating_sub(now)).min(MAX_KEY_SLEEP)
+    }
+
+    /// Rolls, activates and forgets keys as due; the new keys are published once written.
+    fn roll_keys(&mut self) {
+        let now = self.clock.now_ms();
+        match self.keys.advance(now, &mut os_random) {
+            Ok(changes) => {
+                self.key_retry_ms = None;
+                if changes.is_empty() {
+                    return;
+                }
+                self.batch.keys.extend(changes);
+                match self.keys.snapshot(now) {
+                    Some(keys) => self.batch.then.push(Then::Publish(Box::new(keys))),
+                    None => tracing::error!("the key book has no key to sign with"),
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e,
+                    "cannot make a new key; the current ones sign on, and it is tried again");
+                self.key_retry_ms = Some(now + KEY_RETRY.as_millis() as u64);
+            }
+        }
     }
 
     /// Splits an event's effects: records go to the store, the rest waits for the write.
@@ -317,6 +388,15 @@ impl CoreTask {
                 let _ = reply.send(result);
             }
             Then::Read(read) => read(&self.core, self.clock.now_ms()),
+            Then::Publish(keys) => {
+                tracing::info!(
+                    master_key = keys.master_key_id(),
+                    node_key = keys.node_key_id(),
+                    node_keys_announced = keys.announced().len(),
+                    "keys in use changed"
+                );
+                self.published.set(*keys);
+            }
         }
     }
 
@@ -328,7 +408,18 @@ impl CoreTask {
         }
         let now = self.clock.now_ms();
         let response = match self.core.take_news(now, attempt) {
-            Some(news) => Ok(reports::allocate_response(&self.core, news)),
+            Some(news) => {
+                let keys = self.published.get();
+                let app = attempt.application;
+                let owner = self.core.app(app).map_or("", |a| a.user.as_str());
+                let grant = Grant {
+                    keys: &keys,
+                    app,
+                    owner,
+                    now_ms: now,
+                };
+                Ok(reports::allocate_response(&self.core, news, &grant))
+            }
             None => Err(CoreError::UnknownAttempt(attempt)),
         };
         let _ = reply.send(response);
@@ -351,20 +442,48 @@ impl CoreTask {
                     container,
                     node,
                     resource,
-                    launch,
+                    mut launch,
                     user,
-                } => self.nm.launch_am(AmLaunch {
-                    container,
-                    node,
-                    resource,
-                    launch,
-                    user,
-                }),
+                } => {
+                    let keys = self.published.get();
+                    let now = self.clock.now_ms();
+                    launch.env.insert(
+                        AM_TOKEN_ENV.to_string(),
+                        keys.am_token(container.attempt, now),
+                    );
+                    self.nm.launch_am(AmLaunch {
+                        container_token: keys
+                            .container_token(container, &node, resource, &user, now),
+                        nm_token: keys
+                            .nm_token(container.application(), &node, &user, now)
+                            .token,
+                        container,
+                        node,
+                        resource,
+                        launch,
+                    });
+                }
                 Effect::StopContainers {
                     node,
                     containers,
                     exit_status,
-                } => self.nm.stop(node, containers, exit_status),
+                } => {
+                    // An NM token speaks for one application: one call per application.
+                    let keys = self.published.get();
+                    let now = self.clock.now_ms();
+                    let mut by_app: BTreeMap<ApplicationId, Vec<ContainerId>> = BTreeMap::new();
+                    for container in containers {
+                        by_app
+                            .entry(container.application())
+                            .or_default()
+                            .push(container);
+                    }
+                    for (app, containers) in by_app {
+                        let owner = self.core.app(app).map_or("", |a| a.user.as_str());
+                        let token = keys.nm_token(app, &node, owner, now).token;
+                        self.nm.stop(node.clone(), containers, exit_status, token);
+                    }
+                }
                 Effect::WakeAllocate(attempt) => {
                     if let Some(reply) = self.polls.take(attempt) {
                         self.answer(attempt, reply);

@@ -40,14 +40,14 @@ fn internal(what: &str, path: &Path, e: io::Error) -> Status {
     Status::internal(format!("log store could not {what}: {e}"))
 }
 
-fn parse_app(value: &str) -> Result<ApplicationId, Status> {
+pub(super) fn parse_app(value: &str) -> Result<ApplicationId, Status> {
     value.parse().map_err(|mut e: IdError| {
         e.value = shorten(&e.value);
         Status::invalid_argument(format!("application_id: {e}"))
     })
 }
 
-fn parse_container(value: &str) -> Result<ContainerId, Status> {
+pub(super) fn parse_container(value: &str) -> Result<ContainerId, Status> {
     value.parse().map_err(|mut e: IdError| {
         e.value = shorten(&e.value);
         Status::invalid_argument(format!("container_id: {e}"))
@@ -113,6 +113,13 @@ impl LogStoreService {
 
     fn app_dir(&self, app: ApplicationId) -> PathBuf {
         self.dir.join(app.to_string())
+    }
+
+    /// Whether any logs of `app` were aggregated.
+    pub(super) async fn has_logs(&self, app: ApplicationId) -> bool {
+        tokio::fs::try_exists(self.app_dir(app))
+            .await
+            .unwrap_or(false)
     }
 
     fn container_dir(&self, id: ContainerId) -> PathBuf {

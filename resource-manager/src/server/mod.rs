@@ -1,25 +1,34 @@
-//! The shell around the core: the state store, the gRPC services (ApplicationClient,
-//! ApplicationMaster, ResourceTracker, StagingStore, LogStore) on one port, the optional web port (served
-//! by `crate::web`), and the core task they all talk to. `serve` recovers the state, binds, spawns, and hands back what
+//! The shell around the core: the secrets and the keys that sign tokens, the state store, the
+//! gRPC services (ApplicationClient, ApplicationMaster, ResourceTracker, StagingStore, LogStore)
+//! on one port, each behind its guard, the optional web port (served by `crate::web`), and the
+//! core task they all talk to. `serve` recovers the state, binds, spawns, and hands back what
 //! `ResourceManager` needs to stop them.
 
+pub(crate) mod acl;
 mod am_service;
 mod client_service;
 mod clock;
 pub(crate) mod convert;
 mod core_task;
+mod guards;
 pub(crate) mod handle;
+mod keys;
+mod log_access;
 mod log_store;
 mod nm_client;
 mod persist;
 mod polls;
 mod reports;
+mod secrets;
 mod staging;
 mod status;
+mod tokens;
 mod tracker_service;
 mod watchers;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use spindle_protocol::application_client_server::ApplicationClientServer;
@@ -33,7 +42,7 @@ use tokio::task::JoinHandle;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
 
-use crate::web::{self, ClientSecret};
+use crate::web;
 use crate::{RmConfig, RmError};
 
 pub use persist::STORE_FILE;
@@ -44,6 +53,8 @@ pub(crate) struct Serving {
     pub rpc_addr: SocketAddr,
     pub web_addr: Option<SocketAddr>,
     pub cluster_timestamp: u64,
+    pub client_secret_file: PathBuf,
+    pub daemon_secret_file: PathBuf,
     pub shutdown: watch::Sender<bool>,
     pub tasks: Vec<JoinHandle<()>>,
     /// Resolves once the state store is closed (after the core task ended).
@@ -71,10 +82,17 @@ pub(crate) async fn serve(config: RmConfig) -> Result<Serving, RmError> {
             error,
         })?;
     // Before the store is opened: a secret file that must be refused stops the start cleanly.
-    let secret = std::sync::Arc::new(ClientSecret::load(&config)?);
+    let secrets = secrets::Secrets::load(&config)?;
+    let rm_user = spindle_security::current_user();
+    let acl = Arc::new(acl::Acl::new(&config, &rm_user));
     let clock = clock::Clock::start();
-    let recovered = persist::open(&config, &clock).await?;
+    let recovered = persist::open(&config, &clock, secrets.daemon.clone()).await?;
     let cluster_timestamp = recovered.core.config().cluster_timestamp;
+    let keys = recovered
+        .keys
+        .snapshot(clock.now_ms())
+        .map(tokens::KeysHandle::new)
+        .ok_or_else(|| RmError::Keys("the state store holds no key to sign with".into()))?;
     let (rpc_listener, rpc_addr) = bind("gRPC", config.bind).await?;
     let web_listener = match config.web_bind {
         Some(addr) => Some(bind("web", addr).await?),
@@ -87,17 +105,31 @@ pub(crate) async fn serve(config: RmConfig) -> Result<Serving, RmError> {
         store: recovered.persister,
         effects: recovered.effects,
         clock,
+        keys: recovered.keys,
+        published: keys.clone(),
+        user: rm_user,
     };
     let (core, core_join) = core_task::spawn(&config, start, shutdown.clone());
     let (min, max) = (config.minimum_allocation, config.maximum_allocation);
 
-    let client = client_service::ClientService::new(core.clone(), min, max);
-    let am = am_service::AmService::new(core.clone(), min, max, config.max_allocate_wait());
+    let client =
+        client_service::ClientService::new(core.clone(), min, max, keys.clone(), acl.clone());
+    let am = am_service::AmService::new(
+        core.clone(),
+        min,
+        max,
+        config.max_allocate_wait(),
+        keys.clone(),
+    );
     let tracker = tracker_service::TrackerService::new(
         core.clone(),
         config.effective_heartbeat_interval(),
         cluster_timestamp,
+        keys.clone(),
     );
+    let logs = log_access::GuardedLogStore::new(logs, core.clone(), acl.clone());
+    let either = guards::client_or_daemon(&secrets.client, &secrets.daemon);
+    let daemon = guards::daemon_only(&secrets.daemon);
     let incoming = TcpListenerStream::new(rpc_listener).map(|stream| {
         let stream = stream?;
         // Long polls and heartbeats are small messages: do not let Nagle hold them back.
@@ -106,11 +138,20 @@ pub(crate) async fn serve(config: RmConfig) -> Result<Serving, RmError> {
     });
     let mut rpc_stop = stop.clone();
     let rpc = tonic::transport::Server::builder()
-        .add_service(ApplicationClientServer::new(client))
-        .add_service(ApplicationMasterServer::new(am))
-        .add_service(ResourceTrackerServer::new(tracker))
-        .add_service(StagingStoreServer::new(staging))
-        .add_service(LogStoreServer::new(logs))
+        .add_service(ApplicationClientServer::with_interceptor(
+            client,
+            either.clone(),
+        ))
+        .add_service(ApplicationMasterServer::with_interceptor(
+            am,
+            guards::AmGuard::new(keys),
+        ))
+        .add_service(ResourceTrackerServer::with_interceptor(tracker, daemon))
+        .add_service(StagingStoreServer::with_interceptor(
+            staging,
+            either.clone(),
+        ))
+        .add_service(LogStoreServer::with_interceptor(logs, either))
         .serve_with_incoming_shutdown(incoming, async move {
             let _ = rpc_stop.wait_for(|stop| *stop).await;
         });
@@ -130,7 +171,8 @@ pub(crate) async fn serve(config: RmConfig) -> Result<Serving, RmError> {
             started_on: clock.start_ms(),
             minimum: min,
             maximum: max,
-            secret,
+            secret: Arc::new(secrets.client.clone()),
+            acl,
             anonymous_reads: config.anonymous_reads,
         });
         let mut web_stop = stop;
@@ -145,11 +187,16 @@ pub(crate) async fn serve(config: RmConfig) -> Result<Serving, RmError> {
             }
         }));
     }
-    tracing::info!(%rpc_addr, web_addr = ?web_addr, cluster_timestamp, "resource manager started");
+    tracing::info!(%rpc_addr, web_addr = ?web_addr, cluster_timestamp,
+        client_secret_file = %secrets.client_file.display(),
+        daemon_secret_file = %secrets.daemon_file.display(),
+        "resource manager started");
     Ok(Serving {
         rpc_addr,
         web_addr,
         cluster_timestamp,
+        client_secret_file: secrets.client_file,
+        daemon_secret_file: secrets.daemon_file,
         shutdown,
         tasks,
         store_closed: recovered.closed,

@@ -1,18 +1,21 @@
 //! The state store as the server uses it. At start, `open` loads the store, recovers the core
-//! from it and records the new start, all before anything is served. Then the core task writes
-//! each batch of records through `Persister`, on a blocking thread, and answers the calls of the
-//! batch only once the write is done.
+//! and the key book from it and records the new start (and any key made), all before anything
+//! is served. Then the core task writes each batch of records and key changes through
+//! `Persister`, on a blocking thread, and answers the calls of the batch only once the write is
+//! done.
 
 use std::path::PathBuf;
 
+use spindle_security::Secret;
 use tokio::sync::oneshot;
 
 use crate::RmError;
 use crate::config::RmConfig;
 use crate::core::{Core, CoreConfig, Effect, Record};
-use crate::store::{EmbeddedStore, StateStore, StoreError};
+use crate::store::{EmbeddedStore, KeyChange, StateStore, StoreError};
 
 use super::clock::Clock;
+use super::keys::{KeyBook, KeySettings, os_random};
 
 /// The store's file in the state directory.
 pub const STORE_FILE: &str = "rm-state.redb";
@@ -29,11 +32,22 @@ pub struct Persister {
 }
 
 impl Persister {
-    /// Writes `records` in one transaction; returns once they are durable.
-    pub async fn write(&mut self, records: Vec<Record>) -> Result<(), StoreError> {
+    /// Writes the key changes, then `records` in one transaction; returns once both are
+    /// durable (keys first: a token signed with a new key may leave with the records' answers).
+    pub async fn write(
+        &mut self,
+        records: Vec<Record>,
+        keys: Vec<KeyChange>,
+    ) -> Result<(), StoreError> {
         let mut held = self.held.take().ok_or(StoreError::Closed)?;
         let written = tokio::task::spawn_blocking(move || {
-            let result = held.store.write(&records);
+            let mut result = Ok(());
+            if !keys.is_empty() {
+                result = held.store.write_keys(&keys);
+            }
+            if result.is_ok() && !records.is_empty() {
+                result = held.store.write(&records);
+            }
             (held, result)
         })
         .await;
@@ -58,16 +72,29 @@ pub struct Recovered {
     pub closed: oneshot::Receiver<()>,
     /// What recovery asks for besides records (those are written already).
     pub effects: Vec<Effect>,
+    /// The keys, brought up to date and written.
+    pub keys: KeyBook,
 }
 
-/// Opens the store under the state directory, recovers the core from it, and records this
-/// start (its epoch) before returning.
-pub async fn open(config: &RmConfig, clock: &Clock) -> Result<Recovered, RmError> {
+/// Opens the store under the state directory, recovers the core and the keys from it, and
+/// records this start (its epoch, and keys made or rolled while the RM was down) before
+/// returning.
+pub async fn open(config: &RmConfig, clock: &Clock, daemon: Secret) -> Result<Recovered, RmError> {
     let dir = config.state_dir.clone();
     let core_config = CoreConfig::new(config, clock.start_ms());
+    let settings = KeySettings::new(config);
     let now = clock.now_ms();
-    let opened = tokio::task::spawn_blocking(move || recover(dir, core_config, now)).await;
-    let (store, core, effects) = opened.map_err(|e| StoreError::Io {
+    let opened = tokio::task::spawn_blocking(move || {
+        let (mut store, core, effects) = recover(dir, core_config, now)?;
+        let mut keys = KeyBook::recover(settings, daemon, store.load_keys()?);
+        let changes = keys
+            .advance(now, &mut os_random)
+            .map_err(|e| RmError::Keys(format!("reading the kernel's random source: {e}")))?;
+        store.write_keys(&changes)?;
+        Ok::<_, RmError>((store, core, effects, keys))
+    })
+    .await;
+    let (store, core, effects, keys) = opened.map_err(|e| StoreError::Io {
         operation: "recovery",
         error: e.to_string(),
     })??;
@@ -82,6 +109,7 @@ pub async fn open(config: &RmConfig, clock: &Clock) -> Result<Recovered, RmError
         },
         closed,
         effects,
+        keys,
     })
 }
 

@@ -1,8 +1,13 @@
 //! The core's records as wire reports: application, attempt, container and node reports, and
-//! Allocate answers. Read-only; the core task builds them when asked or when something changed.
+//! Allocate answers (with the tokens for what they allocate). Read-only; the core task builds
+//! them when asked or when something changed.
 
+use std::collections::BTreeSet;
+
+use spindle_containers::NodeId;
 use spindle_protocol as proto;
 
+use super::tokens::Grant;
 use crate::core::{
     AllocateNews, AmCommand, App, AppState, Attempt, AttemptState, ContainerState, Core,
     FinalStatus, NodeIdx, NodeState,
@@ -143,21 +148,42 @@ pub fn app_report(core: &Core, app: &App) -> proto::ApplicationReport {
     }
 }
 
-pub fn allocate_response(core: &Core, news: AllocateNews) -> proto::AllocateResponse {
+/// An Allocate answer of `grant`'s application: each allocated container with its container
+/// token, and an NM token for each node they are on.
+pub fn allocate_response(
+    core: &Core,
+    news: AllocateNews,
+    grant: &Grant,
+) -> proto::AllocateResponse {
+    let nodes: BTreeSet<&NodeId> = news.allocated.iter().map(|c| &c.node).collect();
+    let nm_tokens = nodes
+        .into_iter()
+        .map(|node| {
+            grant
+                .keys
+                .nm_token(grant.app, node, grant.owner, grant.now_ms)
+        })
+        .collect();
     proto::AllocateResponse {
-        nm_tokens: Vec::new(),
+        nm_tokens,
         am_token: String::new(),
         allocated: news
             .allocated
             .into_iter()
             .map(|c| proto::Container {
+                container_token: grant.keys.container_token(
+                    c.id,
+                    &c.node,
+                    c.resource,
+                    grant.owner,
+                    grant.now_ms,
+                ),
                 container_id: c.id.to_string(),
                 node_id: c.node.to_string(),
                 node_address: c.node.to_string(),
                 node_http_address: c.node_http_address,
                 resource: Some(c.resource.to_proto()),
                 priority: c.priority,
-                container_token: String::new(),
             })
             .collect(),
         completed: news

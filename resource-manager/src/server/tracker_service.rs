@@ -1,6 +1,8 @@
-//! The ResourceTracker service: node registration and heartbeats. A heartbeat from a node the RM
-//! does not know (it restarted, or expired the node) is answered RESYNC, not with an error, so
-//! the NM registers again.
+//! The ResourceTracker service: node registration and heartbeats, for holders of the daemon
+//! secret only (`guards`). A heartbeat from a node the RM does not know (it restarted, or expired
+//! the node) is answered RESYNC, not with an error, so the NM registers again. Every answer
+//! carries the node keys in use, so that a node always checks tokens with the keys the RM signs
+//! them with.
 
 use std::time::Duration;
 
@@ -11,21 +13,33 @@ use tonic::{Request, Response, Status};
 use super::convert;
 use super::handle::{Command, CoreHandle};
 use super::status::to_status;
+use super::tokens::KeysHandle;
 use crate::core::CoreError;
 
 pub struct TrackerService {
     core: CoreHandle,
     heartbeat_interval: Duration,
     cluster_timestamp: u64,
+    keys: KeysHandle,
 }
 
 impl TrackerService {
-    pub fn new(core: CoreHandle, heartbeat_interval: Duration, cluster_timestamp: u64) -> Self {
+    pub fn new(
+        core: CoreHandle,
+        heartbeat_interval: Duration,
+        cluster_timestamp: u64,
+        keys: KeysHandle,
+    ) -> Self {
         TrackerService {
             core,
             heartbeat_interval,
             cluster_timestamp,
+            keys,
         }
+    }
+
+    fn node_keys(&self) -> Vec<proto::NodeKey> {
+        self.keys.get().announced().to_vec()
     }
 
     fn interval_ms(&self) -> u32 {
@@ -48,7 +62,7 @@ impl ResourceTracker for TrackerService {
         Ok(Response::new(proto::RegisterNodeResponse {
             heartbeat_interval_ms: self.interval_ms(),
             cluster_timestamp: self.cluster_timestamp,
-            node_keys: Vec::new(),
+            node_keys: self.node_keys(),
         }))
     }
 
@@ -68,11 +82,12 @@ impl ResourceTracker for TrackerService {
                 containers_to_cleanup: strings(&outcome.containers_to_cleanup),
                 applications_to_cleanup: strings(&outcome.applications_to_cleanup),
                 containers_acknowledged: strings(&outcome.acknowledged),
-                node_keys: Vec::new(),
+                node_keys: self.node_keys(),
             },
             Err(CoreError::UnknownNode(_)) => proto::NodeHeartbeatResponse {
                 action: proto::NodeAction::Resync as i32,
                 heartbeat_interval_ms: self.interval_ms(),
+                node_keys: self.node_keys(),
                 ..Default::default()
             },
             Err(other) => return Err(to_status(other)),

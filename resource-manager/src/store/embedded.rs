@@ -1,23 +1,39 @@
 //! `EmbeddedStore`: the state store as one `redb` file. Each write is one transaction, committed
 //! durably (fsync) before `write` returns. Keys are the ids' numbers (so an application's
 //! attempts and containers sit together and can be removed as a range), values are JSON (so a
-//! record can gain fields, and a store can be read by eye).
+//! record can gain fields, and a store can be read by eye). The keys that sign tokens have a
+//! table per family, by key id.
 
 use std::path::Path;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use spindle_containers::{ApplicationId, AttemptId, ContainerId};
 
-use super::{StateStore, StoreError};
+use super::{KeyChange, KeyFamily, StateStore, StoreError, StoredKey};
 use crate::core::Record;
 
-/// Bumped when the layout changes in a way an older RM cannot read.
-const FORMAT: u64 = 1;
+/// Bumped when the layout changes in a way an older RM cannot read. Format 2 added the key
+/// tables; a format 1 store is upgraded when it is opened (its tables are created, empty).
+const FORMAT: u64 = 2;
+/// The formats this RM opens (upgrading them to `FORMAT`).
+const READABLE: [u64; 2] = [1, FORMAT];
 
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const APPS: TableDefinition<AppKey, &[u8]> = TableDefinition::new("applications");
 const ATTEMPTS: TableDefinition<AttemptKey, &[u8]> = TableDefinition::new("attempts");
 const CONTAINERS: TableDefinition<ContainerKey, &[u8]> = TableDefinition::new("containers");
+const MASTER_KEYS_NAME: &str = "master_keys";
+const NODE_KEY_SEEDS_NAME: &str = "node_key_seeds";
+const MASTER_KEYS: TableDefinition<u32, &[u8]> = TableDefinition::new(MASTER_KEYS_NAME);
+const NODE_KEY_SEEDS: TableDefinition<u32, &[u8]> = TableDefinition::new(NODE_KEY_SEEDS_NAME);
+
+/// The table of a family of keys, and its name.
+fn key_table(family: KeyFamily) -> (TableDefinition<'static, u32, &'static [u8]>, &'static str) {
+    match family {
+        KeyFamily::Master => (MASTER_KEYS, MASTER_KEYS_NAME),
+        KeyFamily::Node => (NODE_KEY_SEEDS, NODE_KEY_SEEDS_NAME),
+    }
+}
 
 /// (cluster timestamp, sequence)
 type AppKey = (u64, u32);
@@ -86,7 +102,7 @@ impl EmbeddedStore {
         let db = Database::create(path).map_err(|e| open_error(e.to_string()))?;
         let store = EmbeddedStore { db };
         let found = store.init().map_err(|e| open_error(e.to_string()))?;
-        if found != FORMAT {
+        if !READABLE.contains(&found) {
             return Err(StoreError::Format {
                 path: path.display().to_string(),
                 found,
@@ -96,26 +112,30 @@ impl EmbeddedStore {
         Ok(store)
     }
 
-    /// Creates the tables a read expects, and records the format of a new store; returns the
-    /// store's format.
+    /// Creates the tables a read expects, records the format of a new store and upgrades a
+    /// readable older one; returns the format the store had (nothing is changed in a store of
+    /// a format this RM cannot read).
     fn init(&self) -> Result<u64, redb::Error> {
         let txn = self.db.begin_write()?;
-        let format = {
+        let found = {
             let mut meta = txn.open_table(META)?;
             let found = meta.get(FORMAT_KEY)?.map(|v| v.value());
             match found {
-                Some(format) => format,
-                None => {
+                Some(format) if !READABLE.contains(&format) => return Ok(format),
+                Some(format) if format == FORMAT => format,
+                found => {
                     meta.insert(FORMAT_KEY, FORMAT)?;
-                    FORMAT
+                    found.unwrap_or(FORMAT)
                 }
             }
         };
         txn.open_table(APPS)?;
         txn.open_table(ATTEMPTS)?;
         txn.open_table(CONTAINERS)?;
+        txn.open_table(MASTER_KEYS)?;
+        txn.open_table(NODE_KEY_SEEDS)?;
         txn.commit()?;
-        Ok(format)
+        Ok(found)
     }
 
     fn apply(txn: &redb::WriteTransaction, record: &Record) -> Result<(), StoreError> {
@@ -247,6 +267,53 @@ impl StateStore for EmbeddedStore {
         for record in records {
             // On error the transaction is dropped, which aborts it: nothing is applied.
             Self::apply(&txn, record)?;
+        }
+        txn.commit().map_err(|e| failed(e.into()))
+    }
+
+    fn load_keys(&self) -> Result<Vec<StoredKey>, StoreError> {
+        let failed = io("read");
+        let txn = self.db.begin_read().map_err(|e| failed(e.into()))?;
+        let mut keys = Vec::new();
+        for family in [KeyFamily::Master, KeyFamily::Node] {
+            let (definition, name) = key_table(family);
+            let table = txn.open_table(definition).map_err(|e| failed(e.into()))?;
+            for entry in table.iter().map_err(|e| failed(e.into()))? {
+                let (id, value) = entry.map_err(|e| failed(e.into()))?;
+                let mut key: StoredKey = decode(name, id.value(), value.value())?;
+                // The table says what the key is, whatever its value claims.
+                key.family = family;
+                key.id = id.value();
+                keys.push(key);
+            }
+        }
+        Ok(keys)
+    }
+
+    fn write_keys(&mut self, changes: &[KeyChange]) -> Result<(), StoreError> {
+        let failed = io("write");
+        let txn = self.db.begin_write().map_err(|e| failed(e.into()))?;
+        for change in changes {
+            let applied = match change {
+                KeyChange::Put(key) => {
+                    let value = encode(key)?;
+                    let insert = || -> Result<(), redb::Error> {
+                        txn.open_table(key_table(key.family).0)?
+                            .insert(key.id, value.as_slice())?;
+                        Ok(())
+                    };
+                    insert()
+                }
+                KeyChange::Remove { family, id } => {
+                    let remove = || -> Result<(), redb::Error> {
+                        txn.open_table(key_table(*family).0)?.remove(*id)?;
+                        Ok(())
+                    };
+                    remove()
+                }
+            };
+            // On error the transaction is dropped, which aborts it: nothing is applied.
+            applied.map_err(&failed)?;
         }
         txn.commit().map_err(|e| failed(e.into()))
     }
@@ -405,6 +472,87 @@ mod tests {
         );
     }
 
+    fn stored_key(family: KeyFamily, id: u32, fill: u8) -> StoredKey {
+        StoredKey {
+            family,
+            id,
+            material: [fill; crate::store::KEY_MATERIAL_BYTES],
+            created_ms: 100 * u64::from(id),
+            active_from_ms: 100 * u64::from(id) + 5,
+            retired_ms: None,
+        }
+    }
+
+    #[test]
+    fn keys_are_kept_per_family_and_read_back_after_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rm-state.redb");
+        let mut retired = stored_key(KeyFamily::Master, 1, 1);
+        retired.retired_ms = Some(250);
+        {
+            let mut store = EmbeddedStore::open(&path).unwrap();
+            assert!(store.load_keys().unwrap().is_empty());
+            store
+                .write_keys(&[
+                    KeyChange::Put(stored_key(KeyFamily::Master, 1, 1)),
+                    KeyChange::Put(stored_key(KeyFamily::Node, 1, 2)),
+                    KeyChange::Put(stored_key(KeyFamily::Node, 2, 3)),
+                ])
+                .unwrap();
+            store
+                .write_keys(&[
+                    KeyChange::Put(stored_key(KeyFamily::Master, 2, 4)),
+                    KeyChange::Put(retired.clone()),
+                    KeyChange::Remove {
+                        family: KeyFamily::Node,
+                        id: 1,
+                    },
+                ])
+                .unwrap();
+        }
+        let store = EmbeddedStore::open(&path).unwrap();
+        assert_eq!(
+            store.load_keys().unwrap(),
+            vec![
+                retired,
+                stored_key(KeyFamily::Master, 2, 4),
+                stored_key(KeyFamily::Node, 2, 3),
+            ]
+        );
+        assert!(store.load().unwrap().is_empty(), "keys are not records");
+    }
+
+    #[test]
+    fn a_format_1_store_is_upgraded_and_keeps_its_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rm-state.redb");
+        {
+            // A store as the RM of format 1 left it: no key tables.
+            let db = Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.open_table(META).unwrap().insert(FORMAT_KEY, 1).unwrap();
+            txn.open_table(APPS)
+                .unwrap()
+                .insert(
+                    app_key(ApplicationId::new(TS, 1)),
+                    encode(&app(1, AppState::Accepted)).unwrap().as_slice(),
+                )
+                .unwrap();
+            txn.open_table(ATTEMPTS).unwrap();
+            txn.open_table(CONTAINERS).unwrap();
+            txn.commit().unwrap();
+        }
+        let mut store = EmbeddedStore::open(&path).unwrap();
+        assert_eq!(store.load().unwrap().len(), 1);
+        assert!(store.load_keys().unwrap().is_empty());
+        store
+            .write_keys(&[KeyChange::Put(stored_key(KeyFamily::Master, 1, 1))])
+            .unwrap();
+        let txn = store.db.begin_read().unwrap();
+        let format = txn.open_table(META).unwrap().get(FORMAT_KEY).unwrap();
+        assert_eq!(format.map(|v| v.value()), Some(FORMAT));
+    }
+
     #[test]
     fn a_store_of_another_format_is_refused() {
         let dir = tempfile::tempdir().unwrap();
@@ -421,7 +569,7 @@ mod tests {
         let err = EmbeddedStore::open(&path).err().expect("format 99");
         assert!(
             err.to_string()
-                .ends_with("has format 99; this resource manager reads format 1"),
+                .ends_with("has format 99; this resource manager reads format 2"),
             "{err}"
         );
     }

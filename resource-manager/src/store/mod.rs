@@ -3,12 +3,14 @@
 //! calls that caused them; at start it loads them back for `Core::recover`.
 //!
 //! `StateStore` is the seam for other kinds of store; the default, `EmbeddedStore`, is a `redb`
-//! file under the RM's state directory. Each kind of record has its own table, so kinds to come
-//! (the master keys of tokens) get tables of their own beside these.
+//! file under the RM's state directory. Each kind of record has its own table; the keys that
+//! sign tokens (`keys`) have tables of their own beside them.
 
 mod embedded;
+mod keys;
 
 pub use embedded::EmbeddedStore;
+pub use keys::{KEY_MATERIAL_BYTES, KeyChange, KeyFamily, StoredKey};
 
 use crate::core::Record;
 
@@ -21,6 +23,12 @@ pub trait StateStore: Send + 'static {
     /// Applies `records` in order, atomically and durably: once this returns `Ok`, all of them
     /// survive a crash of the process or the machine; if it fails, none was applied.
     fn write(&mut self, records: &[Record]) -> Result<(), StoreError>;
+
+    /// Every key kept, of both families.
+    fn load_keys(&self) -> Result<Vec<StoredKey>, StoreError>;
+
+    /// Applies key changes, atomically and durably, as `write` does records.
+    fn write_keys(&mut self, changes: &[KeyChange]) -> Result<(), StoreError>;
 }
 
 #[derive(Debug, thiserror::Error)]

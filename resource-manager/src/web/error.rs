@@ -17,6 +17,8 @@ pub enum WebError {
     BadRequest(String),
     /// No secret, the wrong secret, or no user for a call that changes something.
     Unauthorized(String),
+    /// A user the ACLs do not let do what was asked.
+    Forbidden(String),
     UnsupportedMediaType(String),
     /// The RM is stopping.
     Unavailable(String),
@@ -28,6 +30,7 @@ impl WebError {
             WebError::NotFound(_) => StatusCode::NOT_FOUND,
             WebError::BadRequest(_) => StatusCode::BAD_REQUEST,
             WebError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            WebError::Forbidden(_) => StatusCode::FORBIDDEN,
             WebError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             WebError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -38,6 +41,7 @@ impl WebError {
             WebError::NotFound(m)
             | WebError::BadRequest(m)
             | WebError::Unauthorized(m)
+            | WebError::Forbidden(m)
             | WebError::UnsupportedMediaType(m)
             | WebError::Unavailable(m) => m,
         }
@@ -57,6 +61,10 @@ impl WebError {
             WebError::Unauthorized(_) => (
                 "AuthorizationException",
                 "org.apache.hadoop.security.authorize.AuthorizationException",
+            ),
+            WebError::Forbidden(_) => (
+                "ForbiddenException",
+                "org.apache.hadoop.yarn.webapp.ForbiddenException",
             ),
             WebError::UnsupportedMediaType(_) | WebError::Unavailable(_) => (
                 "WebApplicationException",
@@ -97,6 +105,12 @@ impl From<CoreError> for WebError {
                 WebError::BadRequest(message)
             }
         }
+    }
+}
+
+impl From<crate::server::acl::Denied> for WebError {
+    fn from(denied: crate::server::acl::Denied) -> Self {
+        WebError::Forbidden(denied.to_string())
     }
 }
 

@@ -21,10 +21,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Router, middleware};
 use spindle_containers::Resource;
+use spindle_security::Secret;
 
-pub use auth::{ClientSecret, SECRET_FILE};
 use error::WebError;
 
+use crate::server::acl::Acl;
 use crate::server::handle::CoreHandle;
 
 /// What every handler needs: the way to the core and the RM's fixed facts.
@@ -37,7 +38,9 @@ pub struct WebState {
     pub started_on: u64,
     pub minimum: Resource,
     pub maximum: Resource,
-    pub secret: Arc<ClientSecret>,
+    /// The client secret, which changing calls present as their bearer.
+    pub secret: Arc<Secret>,
+    pub acl: Arc<Acl>,
     pub anonymous_reads: bool,
 }
 

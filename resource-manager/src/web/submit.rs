@@ -50,9 +50,12 @@ pub async fn submit(
 ) -> Result<Response, WebError> {
     require_json(&headers)?;
     let context: SubmissionContext = parse_body(&body)?;
-    let request = context.into_request(caller.user)?;
+    let request = context.into_request(caller.user.clone())?;
     let app = request.application_id.clone();
-    let submission = convert::submission(request, web.minimum)?;
+    let mut submission = convert::submission(request, web.minimum)?;
+    submission.user =
+        web.acl
+            .submission_owner(&caller.user, "", &submission.queue, submission.id)?;
     web.core
         .request(|reply| Command::Submit(submission, reply))
         .instrument(tracing::info_span!("rest_submit", %app))
@@ -92,6 +95,13 @@ pub async fn kill(
             target.state
         )));
     }
+    let owner = web
+        .core
+        .read(move |core, _| core.app(id).map(|a| a.user.clone()))
+        .await?
+        .ok_or(CoreError::UnknownApplication(id))?;
+    web.acl
+        .check_owner(&caller.user, "kill", id, Some(&owner))?;
     let diagnostics = if target.diagnostics.is_empty() {
         format!("by {} through the REST API", caller.user)
     } else {

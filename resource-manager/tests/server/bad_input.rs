@@ -108,11 +108,27 @@ async fn unknown_and_malformed_ids_are_named() {
         Code::InvalidArgument,
         "application_id: malformed application id \"nonsense\"",
     );
-    let r = rm
-        .allocate(&format!("appattempt_{ts}_0042_000001"), vec![], 0)
+
+    // An AM may name its own attempt only, and must name it well.
+    let mut nm = FakeNm::register(&rm, 4096).await;
+    rm.submit(512).await;
+    let own = attempt_of(&nm.started().await.container_id);
+    let mut am = rm.am_for(&own);
+    let r = am
+        .allocate(allocate_request(
+            &format!("appattempt_{ts}_0042_000001"),
+            vec![],
+            0,
+        ))
         .await;
-    assert_refused(r, Code::NotFound, "attempt_id=appattempt_");
-    let r = rm.allocate("appattempt_x", vec![], 0).await;
+    assert_refused(
+        r,
+        Code::PermissionDenied,
+        &format!("this call names attempt_id=appattempt_{ts}_0042_000001"),
+    );
+    let r = am
+        .allocate(allocate_request("appattempt_x", vec![], 0))
+        .await;
     assert_refused(
         r,
         Code::InvalidArgument,
@@ -164,7 +180,7 @@ async fn bad_asks_name_the_field_and_the_limit() {
     let mut bad_release = allocate_request(&attempt, vec![], 0);
     bad_release.release = vec!["container_1_1".into()];
     assert_refused(
-        rm.am.allocate(bad_release).await,
+        rm.am_for(&attempt).allocate(bad_release).await,
         Code::InvalidArgument,
         "release[0]: malformed container id",
     );
@@ -173,7 +189,7 @@ async fn bad_asks_name_the_field_and_the_limit() {
     let got = rm.allocate(&attempt, vec![], 0).await.unwrap();
     assert!(got.allocated.is_empty());
     let r = rm
-        .am
+        .am_for(&attempt)
         .finish_application_master(proto::FinishApplicationMasterRequest {
             attempt_id: attempt.clone(),
             final_status: 0,
@@ -243,4 +259,43 @@ async fn a_taken_port_is_named_in_the_error() {
     };
     assert!(matches!(err, RmError::Bind { .. }));
     assert!(err.to_string().contains(&addr.to_string()), "{err}");
+}
+
+#[tokio::test]
+async fn bad_security_settings_are_named() {
+    let state = tempfile::tempdir().unwrap();
+    let refused = |change: &dyn Fn(&mut spindle_resource_manager::RmConfig)| {
+        let mut config = test_config(state.path());
+        change(&mut config);
+        async move {
+            match ResourceManager::start(config).await {
+                Err(e) => e.to_string(),
+                Ok(_) => panic!("started with a bad setting"),
+            }
+        }
+    };
+    let err = refused(&|c| c.admins = vec!["ok".into(), "not ok".into()]).await;
+    assert!(
+        err.contains("admins [1]") && err.contains("not a user name"),
+        "{err}"
+    );
+    let err = refused(&|c| {
+        c.queue_acls = [(
+            "prod".to_string(),
+            spindle_resource_manager::QueueAcl {
+                submit: vec!["a/b".into()],
+            },
+        )]
+        .into()
+    })
+    .await;
+    assert!(
+        err.contains("queue-acls prod.submit[0]") && err.contains("\"*\""),
+        "{err}"
+    );
+    let err = refused(&|c| c.key_roll_interval = std::time::Duration::ZERO).await;
+    assert!(
+        err.contains("key-roll-interval must be longer than 0"),
+        "{err}"
+    );
 }

@@ -22,7 +22,7 @@ async fn an_ask_beyond_capacity_waits_and_is_served_when_capacity_frees() {
     let report = rm.report(&app_of(&attempt)).await;
     assert_eq!(report.running_containers, 4);
 
-    let mut poller = rm.am.clone();
+    let mut poller = rm.am_for(&attempt);
     let open = tokio::spawn({
         let attempt = attempt.clone();
         async move {
@@ -57,7 +57,7 @@ async fn a_kill_stops_the_containers_on_the_node_and_ends_the_app_killed() {
         .await
         .unwrap();
 
-    let mut poller = rm.am.clone();
+    let mut poller = rm.am_for(&attempt);
     let open = tokio::spawn({
         let attempt = attempt.clone();
         async move {

@@ -1,11 +1,15 @@
 //! Test fixtures: a resource manager on a loopback port with its state in a temporary directory,
-//! gRPC clients for it, and a fake node manager that registers like a real one, serves a
-//! ContainerManager that records StartContainers/StopContainers, and heartbeats when told to.
+//! gRPC clients for it that prove its secrets (or carry an AM token) as real callers do, and a
+//! fake node manager that registers like a real one, checks the NM and container tokens of every
+//! call as a real one does, serves a ContainerManager that records StartContainers/StopContainers,
+//! and heartbeats when told to.
 
+use std::collections::HashMap;
 use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use spindle_containers::Resource;
+use spindle_containers::{ApplicationId, ContainerId, NodeId, Resource};
 use spindle_protocol as proto;
 use spindle_protocol::application_client_client::ApplicationClientClient;
 use spindle_protocol::application_master_client::ApplicationMasterClient;
@@ -14,15 +18,25 @@ use spindle_protocol::log_store_client::LogStoreClient;
 use spindle_protocol::resource_tracker_client::ResourceTrackerClient;
 use spindle_protocol::staging_store_client::StagingStoreClient;
 use spindle_resource_manager::{ResourceManager, RmConfig};
+use spindle_security::{
+    AM_TOKEN_HEADER, CallCredentials, NM_TOKEN_HEADER, Secret, SecretKind, node_key_ring,
+    presented_token, verify,
+};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 /// Generous: only a guard against hanging forever, never a measure of speed.
 pub const HANG_GUARD: Duration = Duration::from_secs(20);
+
+/// The user the test clients act for. Not an admin (the RM's own OS user is).
+pub const USER: &str = "tester";
+/// The environment variable that hands an AM its token.
+pub const AM_TOKEN_ENV: &str = "SPINDLE_AM_TOKEN";
 
 pub async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
     tokio::time::timeout(HANG_GUARD, fut)
@@ -30,13 +44,48 @@ pub async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
         .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
 }
 
+/// A channel to the RM whose calls carry credentials.
+pub type Authed = InterceptedService<Channel, CallCredentials>;
+pub type Client = ApplicationClientClient<Authed>;
+pub type Am = ApplicationMasterClient<Authed>;
+pub type Tracker = ResourceTrackerClient<Authed>;
+pub type Staging = StagingStoreClient<Authed>;
+pub type Logs = LogStoreClient<Authed>;
+
+/// The AM tokens the tests have seen, by attempt: in the environment of AM containers the RM
+/// started on a fake NM, or handed to an unmanaged AM's submitter.
+#[derive(Clone, Default)]
+pub struct AmTokens(Arc<Mutex<HashMap<String, String>>>);
+
+impl AmTokens {
+    pub fn insert(&self, attempt: String, token: String) {
+        self.0.lock().unwrap().insert(attempt, token);
+    }
+
+    pub fn get(&self, attempt: &str) -> Option<String> {
+        self.0.lock().unwrap().get(attempt).cloned()
+    }
+
+    /// Some attempt's token, if any was seen.
+    pub fn any(&self) -> Option<String> {
+        self.0.lock().unwrap().values().next().cloned()
+    }
+}
+
 pub struct Rm {
     pub rm: Option<ResourceManager>,
-    pub client: ApplicationClientClient<Channel>,
-    pub am: ApplicationMasterClient<Channel>,
-    pub tracker: ResourceTrackerClient<Channel>,
-    pub staging: StagingStoreClient<Channel>,
-    pub logs: LogStoreClient<Channel>,
+    /// As `USER`, with the client secret.
+    pub client: Client,
+    /// With the daemon secret, as an NM.
+    pub tracker: Tracker,
+    /// As `USER`, with the client secret.
+    pub staging: Staging,
+    /// As `USER`, with the client secret: reads.
+    pub logs: Logs,
+    /// With the daemon secret, as an NM: uploads.
+    pub log_uploads: Logs,
+    pub am_tokens: AmTokens,
+    channel: Channel,
     config: RmConfig,
     state: tempfile::TempDir,
 }
@@ -60,10 +109,10 @@ impl Rm {
         let state = tempfile::tempdir().unwrap();
         let mut config = test_config(state.path());
         change(&mut config);
-        Self::start_on(config, state).await
+        Self::start_on(config, state, AmTokens::default()).await
     }
 
-    async fn start_on(config: RmConfig, state: tempfile::TempDir) -> Rm {
+    async fn start_on(config: RmConfig, state: tempfile::TempDir, am_tokens: AmTokens) -> Rm {
         let rm = ResourceManager::start(config.clone())
             .await
             .expect("the RM starts");
@@ -73,13 +122,23 @@ impl Rm {
             .connect()
             .await
             .expect("the RM accepts connections");
+        let client_secret = Secret::read(rm.client_secret_file()).expect("the client secret");
+        let daemon_secret = Secret::read(rm.daemon_secret_file()).expect("the daemon secret");
+        let client = CallCredentials::with_secret(SecretKind::Client, client_secret, USER.into());
+        let daemon = CallCredentials::with_secret(
+            SecretKind::Daemon,
+            daemon_secret,
+            spindle_security::current_user(),
+        );
         Rm {
             rm: Some(rm),
-            client: ApplicationClientClient::new(channel.clone()),
-            am: ApplicationMasterClient::new(channel.clone()),
-            tracker: ResourceTrackerClient::new(channel.clone()),
-            staging: StagingStoreClient::new(channel.clone()),
-            logs: LogStoreClient::new(channel),
+            client: ApplicationClientClient::with_interceptor(channel.clone(), client.clone()),
+            tracker: ResourceTrackerClient::with_interceptor(channel.clone(), daemon.clone()),
+            staging: StagingStoreClient::with_interceptor(channel.clone(), client.clone()),
+            logs: LogStoreClient::with_interceptor(channel.clone(), client),
+            log_uploads: LogStoreClient::with_interceptor(channel.clone(), daemon),
+            am_tokens,
+            channel,
             config,
             state,
         }
@@ -96,7 +155,17 @@ impl Rm {
         self.restart(true).await
     }
 
-    async fn restart(mut self, graceful: bool) -> Rm {
+    async fn restart(self, graceful: bool) -> Rm {
+        self.restart_after(graceful, |_| {}).await
+    }
+
+    /// Stops the RM (gracefully or as a crash), runs `between` on the state directory while no
+    /// RM has it open, and starts a new RM on it and the same ports.
+    pub async fn restart_after(
+        mut self,
+        graceful: bool,
+        between: impl FnOnce(&std::path::Path),
+    ) -> Rm {
         let rm = self.rm.take().expect("running");
         let mut config = self.config.clone();
         config.bind = rm.rpc_addr();
@@ -106,7 +175,8 @@ impl Rm {
         } else {
             within("the RM to abort", rm.abort()).await;
         }
-        Self::start_on(config, self.state).await
+        between(&config.state_dir);
+        Self::start_on(config, self.state, self.am_tokens).await
     }
 
     pub fn web_addr(&self) -> std::net::SocketAddr {
@@ -121,6 +191,16 @@ impl Rm {
         &self.config.state_dir
     }
 
+    /// The secret of `kind`, as the RM reads it.
+    pub fn secret(&self, kind: SecretKind) -> Secret {
+        let rm = self.rm.as_ref().expect("running");
+        let file = match kind {
+            SecretKind::Client => rm.client_secret_file(),
+            SecretKind::Daemon => rm.daemon_secret_file(),
+        };
+        Secret::read(file).expect("the secret file")
+    }
+
     /// The client secret the web port's changing calls must present: the configured file's,
     /// or the one the RM generated in its state directory.
     pub fn client_secret(&self) -> String {
@@ -133,6 +213,39 @@ impl Rm {
             .expect("the client secret file")
             .trim()
             .to_string()
+    }
+
+    /// A channel to the RM whose calls carry `credentials`.
+    pub fn with(&self, credentials: CallCredentials) -> Authed {
+        InterceptedService::new(self.channel.clone(), credentials)
+    }
+
+    /// The ApplicationClient service, called as `user` with the client secret.
+    pub fn client_as(&self, user: &str) -> Client {
+        let secret = self.secret(SecretKind::Client);
+        ApplicationClientClient::new(self.with(CallCredentials::with_secret(
+            SecretKind::Client,
+            secret,
+            user.into(),
+        )))
+    }
+
+    /// The ApplicationMaster service, called with `token`.
+    pub fn am_with_token(&self, token: &str) -> Am {
+        ApplicationMasterClient::new(self.with(CallCredentials::with_token(
+            AM_TOKEN_HEADER,
+            token.into(),
+            USER.into(),
+        )))
+    }
+
+    /// The ApplicationMaster service as `attempt`'s AM, with the token the RM gave it.
+    pub fn am_for(&self, attempt: &str) -> Am {
+        let token = self
+            .am_tokens
+            .get(attempt)
+            .unwrap_or_else(|| panic!("no AM token seen for {attempt}"));
+        self.am_with_token(&token)
     }
 
     pub async fn new_app(&mut self) -> String {
@@ -165,7 +278,7 @@ impl Rm {
     }
 
     pub async fn register_am(&mut self, attempt: &str) {
-        self.am
+        self.am_for(attempt)
             .register_application_master(proto::RegisterApplicationMasterRequest {
                 attempt_id: attempt.into(),
                 host: "127.0.0.1".into(),
@@ -182,10 +295,22 @@ impl Rm {
         asks: Vec<proto::ResourceRequest>,
         wait_ms: u32,
     ) -> Result<proto::AllocateResponse, Status> {
-        self.am
+        self.am_for(attempt)
             .allocate(allocate_request(attempt, asks, wait_ms))
             .await
             .map(Response::into_inner)
+    }
+
+    pub async fn finish(&mut self, attempt: &str, status: proto::FinalStatus, diagnostics: &str) {
+        self.am_for(attempt)
+            .finish_application_master(proto::FinishApplicationMasterRequest {
+                attempt_id: attempt.into(),
+                final_status: status as i32,
+                diagnostics: diagnostics.into(),
+                tracking_url: String::new(),
+            })
+            .await
+            .expect("the AM unregisters");
     }
 
     pub async fn shutdown(mut self) {
@@ -212,7 +337,7 @@ pub fn submission(id: &str, am_memory_mb: i64) -> proto::SubmitApplicationReques
             local_resources: vec![],
         }),
         max_attempts: 0,
-        user: "tester".into(),
+        user: USER.into(),
         unmanaged: false,
     }
 }
@@ -255,10 +380,98 @@ pub enum NmEvent {
         containers: Vec<String>,
         exit_status: i32,
     },
+    /// A call whose tokens a real NM would have refused, and why.
+    Refused(String),
+}
+
+/// What a fake node knows to check tokens with: its id, the daemon secret, and the node keys the
+/// RM announced last.
+#[derive(Clone)]
+pub struct NodeKeys {
+    node: NodeId,
+    daemon: Secret,
+    announced: Arc<Mutex<Vec<proto::NodeKey>>>,
+}
+
+impl NodeKeys {
+    fn announce(&self, keys: &[proto::NodeKey]) {
+        if !keys.is_empty() {
+            *self.announced.lock().unwrap() = keys.to_vec();
+        }
+    }
+
+    /// The node keys announced last.
+    pub fn announced(&self) -> Vec<proto::NodeKey> {
+        self.announced.lock().unwrap().clone()
+    }
+
+    /// Checks an NM token for this node, as an NM does; returns its application.
+    pub fn check_nm_token<T>(&self, request: &Request<T>) -> Result<ApplicationId, String> {
+        let announced = self.announced();
+        if announced.is_empty() {
+            return Err("no keys yet".into());
+        }
+        let token = presented_token(request.metadata(), NM_TOKEN_HEADER, "NM token")
+            .map_err(|e| e.to_string())?;
+        let ring = node_key_ring(&self.daemon, &announced);
+        let said: proto::NmTokenIdentifier =
+            verify(token, &ring, spindle_security::now_ms()).map_err(|e| e.to_string())?;
+        if said.node_id != self.node.as_str() {
+            return Err(format!("NM token for node {}", said.node_id));
+        }
+        said.application_id.parse().map_err(|e| format!("{e}"))
+    }
+
+    /// Checks a container token for this node, as an NM does; returns what it says.
+    pub fn check_container_token(
+        &self,
+        token: &str,
+    ) -> Result<proto::ContainerTokenIdentifier, String> {
+        let ring = node_key_ring(&self.daemon, &self.announced());
+        let said: proto::ContainerTokenIdentifier =
+            verify(token, &ring, spindle_security::now_ms()).map_err(|e| e.to_string())?;
+        if said.node_id != self.node.as_str() {
+            return Err(format!("container token for node {}", said.node_id));
+        }
+        Ok(said)
+    }
 }
 
 struct Recorder {
     events: mpsc::UnboundedSender<NmEvent>,
+    keys: NodeKeys,
+    am_tokens: AmTokens,
+}
+
+impl Recorder {
+    /// The refusal a real NM would give, recorded.
+    fn refuse(&self, why: String) -> Status {
+        let _ = self.events.send(NmEvent::Refused(why.clone()));
+        Status::unauthenticated(why)
+    }
+
+    /// Checks one start as an NM does: a container token for this node, this container, this
+    /// resource, and the NM token's application.
+    fn check_start(
+        &self,
+        app: ApplicationId,
+        r: &proto::StartContainerRequest,
+    ) -> Result<(), String> {
+        let said = self.keys.check_container_token(&r.container_token)?;
+        let id: ContainerId = r.container_id.parse().map_err(|e| format!("{e}"))?;
+        if said.container_id != r.container_id || said.resource != r.resource {
+            return Err(format!(
+                "container token for {} {:?}",
+                said.container_id, said.resource
+            ));
+        }
+        if id.application() != app || said.application_id != app.to_string() {
+            return Err(format!(
+                "container {id} is not of the NM token's application {app}"
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[tonic::async_trait]
@@ -267,8 +480,25 @@ impl ContainerManager for Recorder {
         &self,
         request: Request<proto::StartContainersRequest>,
     ) -> Result<Response<proto::StartContainersResponse>, Status> {
+        if self.keys.announced().is_empty() {
+            // As a real NM that has not heard from the RM yet: try again shortly.
+            return Err(Status::unavailable("no keys yet"));
+        }
+        let app = self
+            .keys
+            .check_nm_token(&request)
+            .map_err(|why| self.refuse(why))?;
         let mut started = vec![];
         for r in request.into_inner().requests {
+            self.check_start(app, &r).map_err(|why| self.refuse(why))?;
+            if let Some(token) = r
+                .launch_context
+                .as_ref()
+                .and_then(|l| l.environment.get(AM_TOKEN_ENV))
+            {
+                let id: ContainerId = r.container_id.parse().expect("checked");
+                self.am_tokens.insert(id.attempt.to_string(), token.clone());
+            }
             started.push(r.container_id.clone());
             let _ = self.events.send(NmEvent::Started(r));
         }
@@ -282,7 +512,17 @@ impl ContainerManager for Recorder {
         &self,
         request: Request<proto::StopContainersRequest>,
     ) -> Result<Response<proto::StopContainersResponse>, Status> {
+        let app = self
+            .keys
+            .check_nm_token(&request)
+            .map_err(|why| self.refuse(why))?;
         let r = request.into_inner();
+        for id in &r.container_ids {
+            let container: ContainerId = id.parse().map_err(|e| self.refuse(format!("{e}")))?;
+            if container.application() != app {
+                return Err(self.refuse(format!("{id} is not of application {app}")));
+            }
+        }
         let _ = self.events.send(NmEvent::Stopped {
             containers: r.container_ids.clone(),
             exit_status: r.exit_status,
@@ -317,12 +557,14 @@ impl ContainerManager for Recorder {
     }
 }
 
-/// A node manager that registers with the RM and records what it is told to do.
+/// A node manager that registers with the RM, checks tokens as a real one does, and records
+/// what it is told to do.
 pub struct FakeNm {
     pub node_id: String,
     pub events: mpsc::UnboundedReceiver<NmEvent>,
+    pub keys: NodeKeys,
     memory_mb: i64,
-    tracker: ResourceTrackerClient<Channel>,
+    tracker: Tracker,
     server: JoinHandle<()>,
 }
 
@@ -330,16 +572,27 @@ impl FakeNm {
     pub async fn register(rm: &Rm, memory_mb: i64) -> FakeNm {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let node_id = listener.local_addr().unwrap().to_string();
+        let keys = NodeKeys {
+            node: node_id.parse().unwrap(),
+            daemon: rm.secret(SecretKind::Daemon),
+            announced: Arc::default(),
+        };
         let (tx, events) = mpsc::unbounded_channel();
+        let recorder = Recorder {
+            events: tx,
+            keys: keys.clone(),
+            am_tokens: rm.am_tokens.clone(),
+        };
         let server = tokio::spawn(async move {
             let _ = tonic::transport::Server::builder()
-                .add_service(ContainerManagerServer::new(Recorder { events: tx }))
+                .add_service(ContainerManagerServer::new(recorder))
                 .serve_with_incoming(TcpListenerStream::new(listener))
                 .await;
         });
         let mut nm = FakeNm {
             node_id,
             events,
+            keys,
             memory_mb,
             tracker: rm.tracker.clone(),
             server,
@@ -369,6 +622,11 @@ impl FakeNm {
             .expect("the node registers")
             .into_inner();
         assert!(response.heartbeat_interval_ms > 0);
+        assert!(
+            !response.node_keys.is_empty(),
+            "the RM announces its node keys"
+        );
+        self.keys.announce(&response.node_keys);
         response
     }
 
@@ -381,7 +639,8 @@ impl FakeNm {
         &mut self,
         containers: Vec<proto::ContainerStatus>,
     ) -> proto::NodeHeartbeatResponse {
-        self.tracker
+        let response = self
+            .tracker
             .node_heartbeat(proto::NodeHeartbeatRequest {
                 node_id: self.node_id.clone(),
                 containers,
@@ -390,9 +649,14 @@ impl FakeNm {
             })
             .await
             .expect("heartbeat answered")
-            .into_inner()
+            .into_inner();
+        assert!(
+            !response.node_keys.is_empty(),
+            "every answer carries the node keys"
+        );
+        self.keys.announce(&response.node_keys);
+        response
     }
-
     pub async fn next_event(&mut self) -> NmEvent {
         within("a call from the RM to the NM", self.events.recv())
             .await
@@ -403,6 +667,7 @@ impl FakeNm {
     pub async fn started(&mut self) -> proto::StartContainerRequest {
         match self.next_event().await {
             NmEvent::Started(r) => r,
+            NmEvent::Refused(why) => panic!("the node refused the RM's tokens: {why}"),
             other => panic!("expected StartContainers, got {other:?}"),
         }
     }

@@ -32,6 +32,13 @@ async fn an_application_runs_from_submission_to_success() {
         Some("am")
     );
     assert_eq!(am.resource.unwrap().memory_mb, 512);
+    // The user it runs as comes from its container token only, which names the owner.
+    let token = nm.keys.check_container_token(&am.container_token).unwrap();
+    assert_eq!(token.user, USER);
+    assert!(
+        launch.environment.contains_key(AM_TOKEN_ENV),
+        "the AM is handed its token"
+    );
     let attempt = attempt_of(&am.container_id);
 
     rm.register_am(&attempt).await;
@@ -52,11 +59,17 @@ async fn an_application_runs_from_submission_to_success() {
         assert_eq!(c.node_id, nm.node_id);
         assert_eq!(c.node_address, nm.node_id);
         assert_eq!(c.resource.unwrap().memory_mb, 512);
+        let token = nm.keys.check_container_token(&c.container_token).unwrap();
+        assert_eq!(
+            (token.container_id.as_str(), token.user.as_str()),
+            (c.container_id.as_str(), USER)
+        );
     }
+    assert_eq!(got.nm_tokens.len(), 1, "an NM token for the node");
     assert_eq!(got.num_cluster_nodes, 1);
 
     // A poll waits for news; the NM's heartbeat with a completion answers it at once.
-    let mut poller = rm.am.clone();
+    let mut poller = rm.am_for(&attempt);
     let open = tokio::spawn({
         let attempt = attempt.clone();
         async move {
@@ -83,15 +96,8 @@ async fn an_application_runs_from_submission_to_success() {
     assert_eq!(polled.completed[0].container_id, first);
     assert_eq!(polled.completed[0].exit_status, 0);
 
-    rm.am
-        .finish_application_master(proto::FinishApplicationMasterRequest {
-            attempt_id: attempt.clone(),
-            final_status: proto::FinalStatus::Succeeded as i32,
-            diagnostics: "done".into(),
-            tracking_url: String::new(),
-        })
-        .await
-        .unwrap();
+    rm.finish(&attempt, proto::FinalStatus::Succeeded, "done")
+        .await;
     let report = rm.report(&app).await;
     assert_eq!(report.state, proto::ApplicationState::Finished as i32);
     assert_eq!(report.final_status, proto::FinalStatus::Succeeded as i32);

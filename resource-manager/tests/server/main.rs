@@ -9,6 +9,7 @@ mod capacity;
 mod flow;
 mod hostile;
 mod restart;
+mod security;
 mod staging;
 mod web;
 mod web_changes;

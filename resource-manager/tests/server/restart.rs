@@ -11,15 +11,7 @@ use spindle_protocol as proto;
 use crate::common::*;
 
 async fn finish(rm: &mut Rm, attempt: &str, status: proto::FinalStatus, diagnostics: &str) {
-    rm.am
-        .finish_application_master(proto::FinishApplicationMasterRequest {
-            attempt_id: attempt.into(),
-            final_status: status as i32,
-            diagnostics: diagnostics.into(),
-            tracking_url: String::new(),
-        })
-        .await
-        .expect("the AM unregisters");
+    rm.finish(attempt, status, diagnostics).await;
 }
 
 fn sequence(app: &str) -> u32 {

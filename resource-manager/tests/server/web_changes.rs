@@ -70,8 +70,10 @@ async fn an_application_is_submitted_polled_and_killed_over_rest() {
     let location = answer.header("location").expect("a Location header");
     assert_eq!(location, format!("http://{web}/ws/v1/cluster/apps/{app}"));
 
-    // The node is asked to start the AM as a gRPC submission would have it.
+    // The node is asked to start the AM as a gRPC submission would have it, as alice.
     let am = nm.started().await;
+    let token = nm.keys.check_container_token(&am.container_token).unwrap();
+    assert_eq!(token.user, "alice");
     assert_eq!(am.resource.unwrap().memory_mb, 512);
     let launch = am.launch_context.unwrap();
     assert_eq!(
@@ -101,7 +103,30 @@ async fn an_application_is_submitted_polled_and_killed_over_rest() {
         json!({"state": "RUNNING"})
     );
 
+    // Bob may not kill alice's application; she may.
     let answer = Req::new("PUT", &format!("{state_path}?user.name=bob"))
+        .bearer(&secret)
+        .json(&json!({"state": "KILLED", "diagnostics": "enough"}))
+        .send(web)
+        .await;
+    assert_eq!(answer.status, 403, "{}", answer.body);
+    let refusal = answer.json();
+    assert_eq!(
+        refusal["RemoteException"]["exception"],
+        "ForbiddenException"
+    );
+    let message = refusal["RemoteException"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!(
+            "user bob may not kill application {app}, owned by alice"
+        )),
+        "{message}"
+    );
+    assert_eq!(
+        get(web, &state_path).await.json(),
+        json!({"state": "RUNNING"})
+    );
+    let answer = Req::new("PUT", &format!("{state_path}?user.name=alice"))
         .bearer(&secret)
         .json(&json!({"state": "KILLED", "diagnostics": "enough"}))
         .send(web)
@@ -123,12 +148,14 @@ async fn an_application_is_submitted_polled_and_killed_over_rest() {
     assert_eq!(report["app"]["finalStatus"], "KILLED");
     let diagnostics = report["app"]["diagnostics"].as_str().unwrap();
     assert!(
-        diagnostics.contains("bob") && diagnostics.contains("enough"),
+        diagnostics.contains("alice") && diagnostics.contains("enough"),
         "{diagnostics}"
     );
 
-    // Killing it again changes nothing and says how it ended.
-    let again = Req::new("PUT", &format!("{state_path}?user.name=bob"))
+    // Killing it again (an admin, the RM's own user, may too) changes nothing and says how it
+    // ended.
+    let admin = spindle_security::current_user();
+    let again = Req::new("PUT", &format!("{state_path}?user.name={admin}"))
         .bearer(&secret)
         .json(&json!({"state": "KILLED"}))
         .send(web)

@@ -1,6 +1,7 @@
 //! The UI's pages over HTTP: `/` leads to `/cluster`; the overview, the application list, an
 //! application and the nodes render what the cluster holds, refresh themselves, and escape
-//! whatever a user or an AM sent (an application named `<script>…` stays text; a
+//! whatever a user or an AM sent (an application named `<script>…` stays text, so does a queue
+//! named `mallory&co`; a
 //! `javascript:` tracking URL is no link). Unknown applications and bad filters are pages too.
 
 use spindle_protocol as proto;
@@ -18,11 +19,12 @@ async fn pages_show_the_cluster_and_escape_what_users_sent() {
     let app = rm.new_app().await;
     let mut request = submission(&app, 512);
     request.name = HOSTILE.into();
-    request.user = "mallory&co".into();
+    // User names are checked for shape now; a queue name is still whatever was sent.
+    request.queue = "mallory&co".into();
     rm.client.submit_application(request).await.unwrap();
     let am = nm.started().await;
     let attempt = attempt_of(&am.container_id);
-    rm.am
+    rm.am_for(&attempt)
         .register_application_master(proto::RegisterApplicationMasterRequest {
             attempt_id: attempt.clone(),
             host: "127.0.0.1".into(),

@@ -7,11 +7,14 @@
 //!   before.
 //! - **Nothing panics.** Random requests of every kind, valid or not, in random order: no
 //!   thread of the RM panics and it still answers.
+//! - **No door opens to forged credentials.** Junk and near-miss proofs and tokens on right
+//!   requests are refused as unauthenticated, and change nothing (`guards`).
 //!
 //! Each test's RM runs on a runtime of its own whose threads carry a name, so that a panic
 //! anywhere in it (a handler, the core task) is counted, even one that tonic or tokio would
 //! swallow.
 
+mod guards;
 mod random;
 mod refused;
 mod scene;
@@ -24,7 +27,7 @@ use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use spindle_protocol as proto;
 use tonic::Status;
 
-use crate::common::Rm;
+use crate::common::{Am, Rm};
 
 /// Panics so far, by the name of the thread they happened on.
 static PANICS: Mutex<BTreeMap<String, usize>> = Mutex::new(BTreeMap::new());
@@ -107,14 +110,26 @@ enum Call {
     ListNodes,
 }
 
+/// The ApplicationMaster service as `attempt`'s AM when the RM handed one a token, else as
+/// some other attempt's AM (or, before any AM started, with a token no RM signed): so that a
+/// call for an unknown attempt is refused as a real AM's would be.
+fn am_client(rm: &Rm, attempt: &str) -> Am {
+    let token = rm
+        .am_tokens
+        .get(attempt)
+        .or_else(|| rm.am_tokens.any())
+        .unwrap_or_else(|| "00.00".to_string());
+    rm.am_with_token(&token)
+}
+
 /// Sends `call` and waits for its whole answer (a fetch is read to its end).
 async fn send(rm: &Rm, call: Call) -> Result<(), Status> {
-    let (mut client, mut am, mut tracker, mut staging, mut logs) = (
+    let (mut client, mut tracker, mut staging, mut logs, mut log_uploads) = (
         rm.client.clone(),
-        rm.am.clone(),
         rm.tracker.clone(),
         rm.staging.clone(),
         rm.logs.clone(),
+        rm.log_uploads.clone(),
     );
     match call {
         Call::Submit(r) => client.submit_application(r).await.map(drop),
@@ -140,12 +155,21 @@ async fn send(rm: &Rm, call: Call) -> Result<(), Status> {
             })
             .await
             .map(drop),
-        Call::RegisterAm(r) => am.register_application_master(r).await.map(drop),
-        Call::Allocate(r) => am.allocate(r).await.map(drop),
-        Call::FinishAm(r) => am.finish_application_master(r).await.map(drop),
+        Call::RegisterAm(r) => am_client(rm, &r.attempt_id)
+            .register_application_master(r)
+            .await
+            .map(drop),
+        Call::Allocate(r) => am_client(rm, &r.attempt_id).allocate(r).await.map(drop),
+        Call::FinishAm(r) => am_client(rm, &r.attempt_id)
+            .finish_application_master(r)
+            .await
+            .map(drop),
         Call::RegisterNode(r) => tracker.register_node_manager(r).await.map(drop),
         Call::Heartbeat(r) => tracker.node_heartbeat(r).await.map(drop),
-        Call::UploadLogs(chunks) => logs.upload_logs(tokio_stream::iter(chunks)).await.map(drop),
+        Call::UploadLogs(chunks) => log_uploads
+            .upload_logs(tokio_stream::iter(chunks))
+            .await
+            .map(drop),
         Call::ListLogs(r) => logs.list_logs(r).await.map(drop),
         Call::ReadLog(r) => {
             let mut stream = logs.read_log(r).await?.into_inner();

@@ -34,10 +34,12 @@ async fn refused(scene: &Scene, bad: Bad) -> Result<(), TestCaseError> {
         Ok(()) => return Err(fail(format!("accepted: {bad:?}"))),
         Err(status) => status,
     };
+    // PermissionDenied: an AM naming an attempt other than its token's.
     let allowed = [
         Code::InvalidArgument,
         Code::NotFound,
         Code::FailedPrecondition,
+        Code::PermissionDenied,
     ];
     if !allowed.contains(&status.code()) {
         return Err(fail(format!("{status:?} for {bad:?}")));

@@ -46,15 +46,8 @@ impl Scene {
         let done_am = nm.started().await.container_id;
         let finished_attempt = attempt_of(&done_am);
         rm.register_am(&finished_attempt).await;
-        rm.am
-            .finish_application_master(proto::FinishApplicationMasterRequest {
-                attempt_id: finished_attempt.clone(),
-                final_status: proto::FinalStatus::Succeeded as i32,
-                diagnostics: String::new(),
-                tracking_url: String::new(),
-            })
-            .await
-            .expect("the first AM finishes");
+        rm.finish(&finished_attempt, proto::FinalStatus::Succeeded, "")
+            .await;
         // Its AM exits, so nothing about it changes later (no grace period running out).
         nm.heartbeat(vec![completed(&done_am, 0)]).await;
         assert_eq!(
@@ -81,7 +74,7 @@ impl Scene {
             .expect("the upload is stored");
 
         // The finished application's AM container logs, aggregated.
-        rm.logs
+        rm.log_uploads
             .upload_logs(tokio_stream::iter(vec![
                 proto::LogUploadChunk {
                     container_id: done_am.clone(),
