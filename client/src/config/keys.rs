@@ -134,6 +134,26 @@ pub const KEYS: &[KeyDoc] = &[
         "true or false",
     ),
     key(
+        "resource-manager.admins",
+        "Users who may kill any application, read its logs and submit anywhere; the RM's own user always may.",
+        "a list of user names, e.g. [alice, ops]",
+    ),
+    key(
+        "resource-manager.queue-acls",
+        "Who may submit to a queue: QUEUE: {submit: [users, or \"*\" for anyone]}; a queue not listed accepts anyone.",
+        "a mapping of queue names to {submit: [users]}",
+    ),
+    key(
+        "resource-manager.key-roll-interval",
+        "How long a key signs AM, container and NM tokens before a new one takes over; AM and NM tokens live twice this.",
+        DURATION,
+    ),
+    key(
+        "resource-manager.container-token-expiry",
+        "How long after its allocation a container may be started (YARN's allocation expiry).",
+        DURATION,
+    ),
+    key(
         "node-manager",
         "A node manager (`spindle node-manager`).",
         SECTION,
