@@ -264,7 +264,7 @@ fn task_failures_are_retried_and_lost_executors_replaced() {
     );
 
     // A task that panics once is retried, and the job succeeds.
-    let marks = TempDir::for_containers("flaky-once");
+    let marks = TempDir::new("flaky-once");
     let once = cluster.submit(
         &["--num-executors", "2"],
         flaky(),
@@ -281,7 +281,7 @@ fn task_failures_are_retried_and_lost_executors_replaced() {
 
     // An executor killed in the middle of a task is replaced, the task runs again, and the
     // job succeeds (client mode: the driver prints here).
-    let hold = TempDir::for_containers("flaky-hold");
+    let hold = TempDir::new("flaky-hold");
     let mut submit = support::spindle();
     submit.args([
         "submit",

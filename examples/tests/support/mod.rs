@@ -25,7 +25,8 @@ use std::time::{Duration, Instant};
 pub const DAEMON_START: Duration = Duration::from_secs(60);
 pub const COMMAND: Duration = Duration::from_secs(180);
 
-/// A directory under the system temp dir, removed with everything in it on drop.
+/// A directory under the system temp dir, open to containers as /tmp is, removed with
+/// everything in it on drop.
 pub struct TempDir(PathBuf);
 
 impl TempDir {
@@ -36,22 +37,12 @@ impl TempDir {
             std::env::temp_dir().join(format!("spindle-e2e-{label}-{}-{n}", std::process::id()));
         let _ = fs::remove_dir_all(&path);
         fs::create_dir_all(&path).expect("create temp dir");
-        // Node managers' work dirs hang under it: container users must reach them.
-        fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .expect("make the temp dir reachable");
+        // As /tmp (mode 1777): containers run as their owner or `nobody`, not as the test's
+        // user, and must reach the node managers' work dirs under it and write the files a
+        // test hands them a dir for (gates, marks); only a file's owner may remove it.
+        fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o1777))
+            .expect("open the temp dir to containers");
         TempDir(path)
-    }
-
-    /// A temp dir that containers may write into: they run as their owner or `nobody`, not
-    /// as the test's user (mode 1777, as /tmp: anyone may add files, only their owners remove).
-    pub fn for_containers(label: &str) -> TempDir {
-        let dir = TempDir::new(label);
-        fs::set_permissions(
-            dir.path(),
-            std::os::unix::fs::PermissionsExt::from_mode(0o1777),
-        )
-        .expect("open the temp dir to containers");
-        dir
     }
 
     pub fn path(&self) -> &Path {
