@@ -1,6 +1,7 @@
 //! What an AM learns from the environment its NM started it in: which attempt it is (from
-//! `CONTAINER_ID`, which embeds the attempt), where the RM is, which host it runs on, and the
-//! staged files its own containers can reuse (`SPINDLE_LOCAL_RESOURCES`).
+//! `CONTAINER_ID`, which embeds the attempt), where the RM is, which host it runs on, the AM
+//! token that lets it speak for its attempt (`SPINDLE_AM_TOKEN`, set by the RM), and the staged
+//! files its own containers can reuse (`SPINDLE_LOCAL_RESOURCES`).
 
 use spindle_containers::launch_context::{is_plain_file_name, is_sha256_hex};
 use spindle_containers::{ApplicationId, AttemptId, ContainerId, LocalResource};
@@ -11,6 +12,7 @@ pub const RM_ADDRESS: &str = "SPINDLE_RM_ADDRESS";
 pub const NM_HOST: &str = "NM_HOST";
 pub const LOCAL_RESOURCES: &str = "SPINDLE_LOCAL_RESOURCES";
 pub const USER: &str = "USER";
+pub const AM_TOKEN: &str = "SPINDLE_AM_TOKEN";
 
 /// The AM's own container, as its environment describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +27,9 @@ pub struct AmEnv {
     pub user: String,
     /// Files the client staged for this application (the program first); empty when none.
     pub local_resources: Vec<LocalResource>,
+    /// The attempt's AM token, which every call to the RM's ApplicationMaster service carries;
+    /// `None` when the environment has none (the RM will refuse the calls, saying so).
+    pub am_token: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -92,6 +97,9 @@ impl AmEnv {
             nm_host: required(NM_HOST)?,
             user: lookup(USER).unwrap_or_default(),
             local_resources,
+            am_token: lookup(AM_TOKEN)
+                .map(|token| token.trim().to_string())
+                .filter(|token| !token.is_empty()),
         })
     }
 }
@@ -155,6 +163,15 @@ mod tests {
         );
         assert_eq!(env.rm_address, "rm:8032");
         assert!(env.local_resources.is_empty());
+        assert_eq!(env.am_token, None);
+    }
+
+    #[test]
+    fn reads_the_am_token_the_rm_set() {
+        let env = read(&vars(&[(AM_TOKEN, "0a0b.cafe\n")])).unwrap();
+        assert_eq!(env.am_token.as_deref(), Some("0a0b.cafe"));
+        let env = read(&vars(&[(AM_TOKEN, "")])).unwrap();
+        assert_eq!(env.am_token, None);
     }
 
     #[test]

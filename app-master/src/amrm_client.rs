@@ -2,6 +2,12 @@
 //! the attempt, keeps the pending-request table (`requests`) so that asks go out as increments
 //! and surplus containers are recognised, long-polls `Allocate`, and unregisters. It is `Clone`
 //! and every method takes `&self`, so several tasks can share one.
+//!
+//! Every call carries the attempt's AM token (`x-spindle-am-token`), replaced by a fresh one
+//! whenever the RM sends one, and the NM tokens the RM hands out are kept for the `NmClient`. A
+//! call that cannot reach the RM (it is restarting, say) is tried again with capped back-off for
+//! as long as the RM would wait for this AM before failing its attempt, so an AM rides out an
+//! RM restart.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -9,6 +15,9 @@ use std::time::Duration;
 
 use spindle_containers::{AttemptId, ContainerId, Resource, ResourceError};
 use spindle_protocol as proto;
+use spindle_security::{AM_TOKEN_HEADER, CallCredentials, current_user};
+use tokio::time::Instant;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use tracing::{info, warn};
 
@@ -16,14 +25,23 @@ use crate::am_env::AmEnv;
 use crate::container::{Container, ContainerStatus};
 use crate::endpoint::{self, AddressError};
 use crate::requests::{ContainerRequest, Outgoing, PendingRequests};
+use crate::tokens::NmTokens;
 
 pub use proto::{AmCommand, FinalStatus};
 
-type Rpc = proto::application_master_client::ApplicationMasterClient<Channel>;
+type Rpc = proto::application_master_client::ApplicationMasterClient<
+    InterceptedService<Channel, CallCredentials>,
+>;
 
 /// When the RM does not say how long it holds an `Allocate`, it still caps whatever we ask;
 /// this keeps a long poll long without trusting a zero.
 const DEFAULT_MAX_ALLOCATE_WAIT: Duration = Duration::from_secs(60);
+/// The RM holds an `Allocate` for at most a third of its AM liveness expiry, so the expiry is
+/// (at least) three times the wait it announces.
+const LIVENESS_PER_ALLOCATE_WAIT: u32 = 3;
+/// Back-off between tries to reach an RM that does not answer.
+const FIRST_RETRY: Duration = Duration::from_millis(100);
+const MAX_RETRY: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum AmRmError {
@@ -98,39 +116,99 @@ pub struct AmRmClient {
 struct Inner {
     attempt: AttemptId,
     rpc: Rpc,
+    credentials: CallCredentials,
+    nm_tokens: NmTokens,
     state: Mutex<State>,
 }
 
-#[derive(Default)]
 struct State {
     requests: PendingRequests,
     releases: BTreeSet<ContainerId>,
     /// What `register` sent, to register again on `Resync`.
     registered_as: Option<proto::RegisterApplicationMasterRequest>,
     maximum: Option<Resource>,
+    /// When the RM last answered (or this client was made).
+    last_answer: Instant,
+    /// How long after `last_answer` calls keep trying to reach an RM that does not answer.
+    unreachable_limit: Duration,
+    /// Whether the limit was set by hand, so registration does not replace it.
+    limit_fixed: bool,
 }
 
 impl AmRmClient {
-    /// A client for `attempt` talking to the RM at `rm_address`; connects on first use. Must be
-    /// called inside a Tokio runtime.
-    pub fn new(rm_address: &str, attempt: AttemptId) -> Result<AmRmClient, AmRmError> {
-        let rpc = Rpc::new(endpoint::lazy_channel(rm_address)?);
+    /// A client for `attempt` talking to the RM at `rm_address` with the attempt's AM token (an
+    /// unmanaged AM has it from `SubmitApplicationResponse.am_token`); connects on first use.
+    /// With an empty token the calls carry none, and the RM's refusal says so. Must be called
+    /// inside a Tokio runtime.
+    pub fn new(
+        rm_address: &str,
+        attempt: AttemptId,
+        am_token: &str,
+    ) -> Result<AmRmClient, AmRmError> {
+        let credentials = if am_token.is_empty() {
+            CallCredentials::user_only(current_user())
+        } else {
+            CallCredentials::with_token(AM_TOKEN_HEADER, am_token.to_string(), current_user())
+        };
+        AmRmClient::with_credentials(rm_address, attempt, credentials)
+    }
+
+    /// A client whose calls carry `credentials` (which should hold the attempt's AM token).
+    pub fn with_credentials(
+        rm_address: &str,
+        attempt: AttemptId,
+        credentials: CallCredentials,
+    ) -> Result<AmRmClient, AmRmError> {
+        let channel = endpoint::lazy_channel(rm_address)?;
+        let rpc = proto::application_master_client::ApplicationMasterClient::with_interceptor(
+            channel,
+            credentials.clone(),
+        );
         Ok(AmRmClient {
             inner: Arc::new(Inner {
                 attempt,
                 rpc,
-                state: Mutex::new(State::default()),
+                credentials,
+                nm_tokens: NmTokens::new(),
+                state: Mutex::new(State {
+                    requests: PendingRequests::default(),
+                    releases: BTreeSet::new(),
+                    registered_as: None,
+                    maximum: None,
+                    last_answer: Instant::now(),
+                    unreachable_limit: DEFAULT_MAX_ALLOCATE_WAIT * LIVENESS_PER_ALLOCATE_WAIT,
+                    limit_fixed: false,
+                }),
             }),
         })
     }
 
-    /// The client for the attempt and RM that the AM's container environment names.
+    /// The client for the attempt, RM and AM token that the AM's container environment names.
     pub fn from_env(env: &AmEnv) -> Result<AmRmClient, AmRmError> {
-        AmRmClient::new(&env.rm_address, env.attempt_id)
+        AmRmClient::new(
+            &env.rm_address,
+            env.attempt_id,
+            env.am_token.as_deref().unwrap_or_default(),
+        )
     }
 
     pub fn attempt_id(&self) -> AttemptId {
         self.inner.attempt
+    }
+
+    /// The NM tokens the RM has handed this attempt, kept up to date by every answer: give
+    /// them to the `NmClient` that starts this attempt's containers.
+    pub fn nm_tokens(&self) -> NmTokens {
+        self.inner.nm_tokens.clone()
+    }
+
+    /// How long after the RM's last answer a call keeps trying to reach an RM that does not
+    /// answer (default: the RM's AM liveness expiry, as its registration answer implies it).
+    /// Zero makes an unreachable RM an error at once.
+    pub fn set_unreachable_limit(&self, limit: Duration) {
+        let mut state = self.state();
+        state.unreachable_limit = limit;
+        state.limit_fixed = true;
     }
 
     /// Registers the attempt: `host` and `rpc_port` say where the AM (or its driver) listens,
@@ -152,6 +230,9 @@ impl AmRmClient {
         let mut state = self.state();
         state.registered_as = Some(request);
         state.maximum = Some(registration.maximum_resource);
+        if !state.limit_fixed {
+            state.unreachable_limit = registration.max_allocate_wait * LIVENESS_PER_ALLOCATE_WAIT;
+        }
         info!(
             maximum = %registration.maximum_resource,
             queue = %registration.queue,
@@ -165,14 +246,20 @@ impl AmRmClient {
         request: proto::RegisterApplicationMasterRequest,
     ) -> Result<Registration, AmRmError> {
         const CALL: &str = "RegisterApplicationMaster";
-        let response = self
-            .inner
-            .rpc
-            .clone()
-            .register_application_master(request)
-            .await
-            .map_err(|status| self.rpc_error(CALL, status))?
-            .into_inner();
+        let mut retry = Retry::default();
+        let response = loop {
+            match self
+                .inner
+                .rpc
+                .clone()
+                .register_application_master(request.clone())
+                .await
+            {
+                Ok(response) => break self.answered(CALL, &retry, response),
+                Err(status) => self.back_off(CALL, status, &mut retry).await?,
+            }
+        };
+        self.inner.nm_tokens.update(&response.nm_tokens);
         registration_from_proto(&response)
     }
 
@@ -227,8 +314,9 @@ impl AmRmClient {
     }
 
     /// Sends queued asks, cancels and releases, and waits up to `wait` (capped by the RM) for
-    /// news: new containers, completed ones, or a command. If the call fails, what it carried
-    /// is queued again for the next one.
+    /// news: new containers, completed ones, or a command. An RM that cannot be reached is
+    /// tried again (see [`AmRmClient::set_unreachable_limit`]); if the call fails for good, what
+    /// it carried is queued again for the next one.
     #[tracing::instrument(skip(self), fields(attempt = %self.inner.attempt))]
     pub async fn allocate(
         &self,
@@ -236,33 +324,45 @@ impl AmRmClient {
         wait: Duration,
     ) -> Result<AllocateResult, AmRmError> {
         const CALL: &str = "Allocate";
-        let (outgoing, releases) = {
-            let mut state = self.state();
-            (
-                state.requests.take_outgoing(),
-                std::mem::take(&mut state.releases),
-            )
-        };
-        let (asks, cancels) = outgoing.to_proto();
-        let request = proto::AllocateRequest {
-            attempt_id: self.inner.attempt.to_string(),
-            asks,
-            cancels,
-            release: releases.iter().map(ToString::to_string).collect(),
-            progress: if progress.is_finite() {
-                progress.clamp(0.0, 1.0)
-            } else {
-                0.0
-            },
-            wait_ms: u32::try_from(wait.as_millis()).unwrap_or(u32::MAX),
-        };
-        let response = match self.inner.rpc.clone().allocate(request).await {
-            Ok(response) => response.into_inner(),
-            Err(status) => {
-                self.requeue(outgoing, releases);
-                return Err(self.rpc_error(CALL, status));
+        let mut retry = Retry::default();
+        let response = loop {
+            // Built afresh on every try, so asks made while the RM was away go out too.
+            let (outgoing, releases) = {
+                let mut state = self.state();
+                (
+                    state.requests.take_outgoing(),
+                    std::mem::take(&mut state.releases),
+                )
+            };
+            let (asks, cancels) = outgoing.to_proto();
+            let request = proto::AllocateRequest {
+                attempt_id: self.inner.attempt.to_string(),
+                asks,
+                cancels,
+                release: releases.iter().map(ToString::to_string).collect(),
+                progress: if progress.is_finite() {
+                    progress.clamp(0.0, 1.0)
+                } else {
+                    0.0
+                },
+                wait_ms: u32::try_from(wait.as_millis()).unwrap_or(u32::MAX),
+            };
+            match self.inner.rpc.clone().allocate(request).await {
+                Ok(response) => break self.answered(CALL, &retry, response),
+                Err(status) => {
+                    self.requeue(outgoing, releases);
+                    self.back_off(CALL, status, &mut retry).await?;
+                }
             }
         };
+        self.inner.nm_tokens.update(&response.nm_tokens);
+        if !response.am_token.is_empty() {
+            // The RM rolled its key or the token nears its end: every later call uses this one.
+            info!("the resource manager issued a fresh AM token");
+            self.inner
+                .credentials
+                .replace_token(response.am_token.clone());
+        }
         let result = allocate_result(&response, &mut self.state().requests);
         if result.command == AmCommand::Resync {
             self.resync().await?;
@@ -285,14 +385,19 @@ impl AmRmClient {
             diagnostics: diagnostics.to_string(),
             tracking_url: tracking_url.to_string(),
         };
-        let response = self
-            .inner
-            .rpc
-            .clone()
-            .finish_application_master(request)
-            .await
-            .map_err(|status| self.rpc_error(CALL, status))?
-            .into_inner();
+        let mut retry = Retry::default();
+        let response = loop {
+            match self
+                .inner
+                .rpc
+                .clone()
+                .finish_application_master(request.clone())
+                .await
+            {
+                Ok(response) => break self.answered(CALL, &retry, response),
+                Err(status) => self.back_off(CALL, status, &mut retry).await?,
+            }
+        };
         if !response.unregistered {
             return Err(AmRmError::NotUnregistered(self.inner.attempt));
         }
@@ -310,6 +415,51 @@ impl AmRmClient {
             self.state().maximum = Some(registration.maximum_resource);
         }
         self.state().requests.resync();
+        Ok(())
+    }
+
+    /// Notes that the RM answered `call` (after `retry`'s failures, if any).
+    fn answered<T>(&self, call: &'static str, retry: &Retry, response: tonic::Response<T>) -> T {
+        self.state().last_answer = Instant::now();
+        if let Some(since) = retry.failing_since {
+            info!(
+                call,
+                after = ?since.elapsed(),
+                "reached the resource manager again"
+            );
+        }
+        response.into_inner()
+    }
+
+    /// After `call` failed with `status`: an RM that cannot be reached is waited for (capped
+    /// back-off) while the RM would still wait for this AM, and `Ok` says to try again;
+    /// anything else, or an RM away too long, is the call's error.
+    async fn back_off(
+        &self,
+        call: &'static str,
+        status: tonic::Status,
+        retry: &mut Retry,
+    ) -> Result<(), AmRmError> {
+        let left = {
+            let state = self.state();
+            state
+                .unreachable_limit
+                .saturating_sub(state.last_answer.elapsed())
+        };
+        if !is_unreachable(&status) || left.is_zero() {
+            return Err(self.rpc_error(call, status));
+        }
+        if retry.failing_since.is_none() {
+            warn!(
+                call,
+                trying_for = ?left,
+                "cannot reach the resource manager ({}); trying again",
+                status.message()
+            );
+            retry.failing_since = Some(Instant::now());
+        }
+        tokio::time::sleep(retry.next.min(left)).await;
+        retry.next = (retry.next * 2).min(MAX_RETRY);
         Ok(())
     }
 
@@ -335,6 +485,42 @@ impl AmRmClient {
             code: status.code(),
             message: status.message().to_string(),
         }
+    }
+}
+
+/// The tries of one call at an RM that does not answer.
+struct Retry {
+    next: Duration,
+    failing_since: Option<Instant>,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry {
+            next: FIRST_RETRY,
+            failing_since: None,
+        }
+    }
+}
+
+/// Whether a failed call never reached a working RM (refused connection, a connection cut under
+/// an open call, an RM shutting down), as opposed to an answer from it.
+fn is_unreachable(status: &tonic::Status) -> bool {
+    match status.code() {
+        tonic::Code::Unavailable => true,
+        tonic::Code::Unknown | tonic::Code::Cancelled | tonic::Code::Internal => {
+            let message = status.message().to_ascii_lowercase();
+            [
+                "transport",
+                "connection",
+                "h2 protocol error",
+                "broken pipe",
+                "reset",
+            ]
+            .iter()
+            .any(|cut| message.contains(cut))
+        }
+        _ => false,
     }
 }
 
@@ -519,7 +705,7 @@ mod tests {
     #[tokio::test]
     async fn refuses_an_empty_capability_before_asking() {
         let attempt: AttemptId = "appattempt_1700000000000_0001_000001".parse().unwrap();
-        let client = AmRmClient::new("127.0.0.1:1", attempt).unwrap();
+        let client = AmRmClient::new("127.0.0.1:1", attempt, "").unwrap();
         let err = client
             .add_container_request(&ContainerRequest::new(Resource::new(0, 1), 0))
             .unwrap_err()
@@ -534,8 +720,10 @@ mod tests {
     #[tokio::test]
     async fn a_failed_allocate_keeps_what_it_carried() {
         let attempt: AttemptId = "appattempt_1700000000000_0001_000001".parse().unwrap();
-        // Nothing listens on port 1: the call fails without an RM.
-        let client = AmRmClient::new("127.0.0.1:1", attempt).unwrap();
+        // Nothing listens on port 1, and the client does not wait for an RM to come: the call
+        // fails at once.
+        let client = AmRmClient::new("127.0.0.1:1", attempt, "t.0").unwrap();
+        client.set_unreachable_limit(Duration::ZERO);
         let request = ContainerRequest::new(Resource::new(1024, 1), 0);
         client.add_container_requests(&request, 2).unwrap();
         client.release("container_1700000000000_0001_01_000005".parse().unwrap());
@@ -547,5 +735,38 @@ mod tests {
         );
         assert!(client.has_outgoing());
         assert_eq!(client.pending(0, Resource::new(1024, 1)), 2);
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_rm_is_tried_again_until_the_limit() {
+        let attempt: AttemptId = "appattempt_1700000000000_0001_000001".parse().unwrap();
+        let client = AmRmClient::new("127.0.0.1:1", attempt, "t.0").unwrap();
+        client.set_unreachable_limit(Duration::from_millis(400));
+        let started = Instant::now();
+        let err = client.allocate(0.0, Duration::ZERO).await.unwrap_err();
+        assert_eq!(err.code(), Some(tonic::Code::Unavailable), "{err}");
+        // It kept trying (three back-offs at least) and gave up near the limit, not long after.
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(300), "{took:?}");
+        assert!(took < Duration::from_secs(30), "hang guard: {took:?}");
+    }
+
+    #[test]
+    fn only_a_missing_rm_is_unreachable() {
+        for status in [
+            tonic::Status::unavailable("tcp connect error"),
+            tonic::Status::unknown("transport error"),
+            tonic::Status::cancelled("h2 protocol error: connection reset"),
+        ] {
+            assert!(is_unreachable(&status), "{status:?}");
+        }
+        for status in [
+            tonic::Status::unauthenticated("this call needs the AM token in its metadata"),
+            tonic::Status::permission_denied("not your attempt"),
+            tonic::Status::invalid_argument("memory_mb=100000"),
+            tonic::Status::not_found("unknown attempt"),
+        ] {
+            assert!(!is_unreachable(&status), "{status:?}");
+        }
     }
 }

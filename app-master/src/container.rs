@@ -17,6 +17,9 @@ pub struct Container {
     pub node_http_address: String,
     pub resource: Resource,
     pub priority: i32,
+    /// The RM's signed permission to start exactly this container on its node, which the AM
+    /// hands to the NM with the start (`StartContainerRequest.container_token`).
+    pub token: String,
 }
 
 /// What became of a container, as the RM or an NM reports it.
@@ -66,6 +69,7 @@ impl Container {
             node_http_address: c.node_http_address.clone(),
             resource,
             priority: c.priority,
+            token: c.container_token.clone(),
         })
     }
 }

@@ -12,6 +12,7 @@ pub mod endpoint;
 pub mod nm_client;
 pub mod requests;
 pub mod sdk;
+pub mod tokens;
 
 pub use allocator::{Allocator, AllocatorConfig, AllocatorEvent, ExecutorId};
 pub use am::{AppConfig, DeployMode, run_application_master};
@@ -22,3 +23,4 @@ pub use amrm_client::{
 pub use container::{Container, ContainerStatus};
 pub use nm_client::{NmClient, NmError};
 pub use requests::ContainerRequest;
+pub use tokens::NmTokens;

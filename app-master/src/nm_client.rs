@@ -1,6 +1,10 @@
 //! `NmClient`: starts, stops and asks about containers on the node managers that hold them
 //! (YARN's ContainerManagementProtocol, spoken by the AM directly). It keeps one channel per
 //! node, and turns a list of containers into one batched call per node, all nodes in parallel.
+//!
+//! A node lets the AM in only with the NM token the RM issued for that node and application:
+//! every call to a node carries the newest one in `NmTokens` (which the `AmRmClient` fills), and
+//! each start carries the container's own container token from its allocation.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -8,11 +12,13 @@ use std::sync::{Arc, Mutex};
 use futures::future::join_all;
 use spindle_containers::{ContainerId, LaunchContext, LaunchContextError, exit_status};
 use spindle_protocol as proto;
+use spindle_security::{CallCredentials, NM_TOKEN_HEADER, current_user};
 use tonic::transport::Channel;
 use tracing::{debug, warn};
 
 use crate::container::{Container, ContainerStatus};
 use crate::endpoint::{self, AddressError};
+use crate::tokens::NmTokens;
 
 type Rpc = proto::container_manager_client::ContainerManagerClient<Channel>;
 
@@ -55,20 +61,46 @@ pub struct NmClient {
 }
 
 struct Inner {
-    /// The application's owner, sent with every start.
+    /// The NM token of each node, as the RM issued them to this attempt.
+    tokens: NmTokens,
+    /// The user the calls name (this process's).
     user: String,
     channels: Mutex<HashMap<String, Rpc>>,
 }
 
 impl NmClient {
-    /// A client that starts containers on behalf of `user` (the application's owner).
-    pub fn new(user: impl Into<String>) -> NmClient {
+    /// A client whose calls to a node present that node's token from `tokens` (an AM passes
+    /// `AmRmClient::nm_tokens`).
+    pub fn new(tokens: NmTokens) -> NmClient {
         NmClient {
             inner: Arc::new(Inner {
-                user: user.into(),
+                tokens,
+                user: current_user(),
                 channels: Mutex::new(HashMap::new()),
             }),
         }
+    }
+
+    /// `message` as a request to the node `node_id`, carrying its NM token; without one the
+    /// call goes out all the same and the node's refusal names what is missing.
+    fn request<T>(&self, node_id: &str, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        let credentials = match self.inner.tokens.get(node_id) {
+            Some(token) => {
+                CallCredentials::with_token(NM_TOKEN_HEADER, token, self.inner.user.clone())
+            }
+            None => {
+                warn!(
+                    node = node_id,
+                    "no NM token for this node: the RM sent none"
+                );
+                CallCredentials::user_only(self.inner.user.clone())
+            }
+        };
+        if let Err(e) = credentials.attach(request.metadata_mut()) {
+            warn!(node = node_id, "cannot attach the NM token: {e}");
+        }
+        request
     }
 
     /// Starts one container.
@@ -149,10 +181,11 @@ impl NmClient {
                     container_id: container.id.to_string(),
                     resource: Some(container.resource.to_proto()),
                     launch_context: Some(launch.to_proto()),
-                    container_token: String::new(),
+                    container_token: container.token.clone(),
                 })
                 .collect(),
         };
+        let request = self.request(&node_id_of(batch.iter().map(|(c, _)| c)), request);
         let response = match self.rpc(&node) {
             Ok(mut rpc) => rpc.start_containers(request).await,
             Err(e) => return fail_all(&ids, e),
@@ -179,6 +212,7 @@ impl NmClient {
             container_ids: ids.iter().map(ToString::to_string).collect(),
             exit_status: exit_status::KILLED_BY_APPMASTER,
         };
+        let request = self.request(&node_id_of(batch.iter().copied()), request);
         let response = match self.rpc(&node) {
             Ok(mut rpc) => rpc.stop_containers(request).await,
             Err(e) => return fail_all(&ids, e),
@@ -203,6 +237,7 @@ impl NmClient {
         let request = proto::GetContainerStatusesRequest {
             container_ids: ids.iter().map(ToString::to_string).collect(),
         };
+        let request = self.request(&node_id_of(batch.iter().copied()), request);
         let response = match self.rpc(&node) {
             Ok(mut rpc) => rpc.get_container_statuses(request).await,
             Err(e) => return fail_all(&ids, e),
@@ -243,6 +278,14 @@ impl NmClient {
         channels.insert(node.to_string(), rpc.clone());
         Ok(rpc)
     }
+}
+
+/// The node id of a batch's containers (one node's, so all the same); tokens are issued by it.
+fn node_id_of<'a>(mut batch: impl Iterator<Item = &'a Container>) -> String {
+    batch
+        .next()
+        .map(|c| c.node_id.to_string())
+        .unwrap_or_default()
 }
 
 /// Items by the node address `node_of` reads from each, in a stable order.
@@ -325,6 +368,7 @@ mod tests {
             node_http_address: String::new(),
             resource: Resource::new(1024, 1),
             priority: 0,
+            token: String::new(),
         }
     }
 
@@ -373,7 +417,7 @@ mod tests {
 
     #[tokio::test]
     async fn every_container_of_an_unreachable_node_fails_naming_the_node() {
-        let nm = NmClient::new("alice");
+        let nm = NmClient::new(NmTokens::new());
         let launch = LaunchContext {
             command: vec!["true".into()],
             ..Default::default()

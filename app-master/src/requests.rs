@@ -256,6 +256,7 @@ mod tests {
             node_http_address: String::new(),
             resource,
             priority,
+            token: String::new(),
         }
     }
 

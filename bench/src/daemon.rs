@@ -57,9 +57,11 @@ impl Daemon {
         Daemon::spawn("serve-rm", &args).await
     }
 
-    /// A node manager on an ephemeral loopback port offering `memory_mb` and `vcores`.
+    /// A node manager on an ephemeral loopback port offering `memory_mb` and `vcores`, joining
+    /// with the daemon secret in `daemon_secret_file`.
     pub async fn node_manager(
         rm: &str,
+        daemon_secret_file: &Path,
         work_dir: &Path,
         memory_mb: u64,
         vcores: u32,
@@ -67,6 +69,8 @@ impl Daemon {
         let args = [
             "--rm".to_string(),
             rm.to_string(),
+            "--daemon-secret-file".to_string(),
+            path_arg(daemon_secret_file)?,
             "--bind".to_string(),
             "127.0.0.1:0".to_string(),
             "--work-dir".to_string(),

@@ -16,6 +16,7 @@ use spindle_app_master::{
 use spindle_containers::exit_status::SUCCESS;
 use spindle_containers::{ContainerId, LaunchContext, Resource};
 use spindle_protocol as proto;
+use spindle_security::SecretKind;
 use tokio::task::JoinSet;
 
 use crate::cpu::CpuTimes;
@@ -63,16 +64,18 @@ pub async fn run(args: &LaunchArgs, runs: u32) -> anyhow::Result<Report> {
 async fn run_once(args: &LaunchArgs) -> anyhow::Result<RunFigures> {
     let dir = tempfile::tempdir_in(&args.work_dir)
         .with_context(|| format!("creating a directory in {}", args.work_dir.display()))?;
-    let rm = Daemon::resource_manager(&dir.path().join("rm"), args.container_memory_mb).await?;
+    let state_dir = dir.path().join("rm");
+    let rm = Daemon::resource_manager(&state_dir, args.container_memory_mb).await?;
     let memory_mb = args.container_memory_mb * u64::from(args.parallel);
     let nm = Daemon::node_manager(
         rm.address(),
+        &state_dir.join(SecretKind::Daemon.file_name()),
         &dir.path().join("nm"),
         memory_mb,
         args.parallel,
     )
     .await?;
-    let mut applications = unmanaged::Applications::new(unmanaged::channel(rm.address())?);
+    let mut applications = unmanaged::applications(rm.address(), &state_dir)?;
     wait_for_node(&mut applications, nm.address()).await?;
     let idle = nm.memory()?;
 
@@ -80,7 +83,7 @@ async fn run_once(args: &LaunchArgs) -> anyhow::Result<RunFigures> {
         unmanaged::start_am(rm.address(), &mut applications, "launch-bench").await?;
     let mut bench = Launcher {
         am: am.clone(),
-        nm: NmClient::new(""),
+        nm: NmClient::new(am.nm_tokens()),
         launch: LaunchContext {
             command: vec!["/bin/true".into()],
             ..LaunchContext::default()

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use spindle_app_master::FinalStatus;
 use spindle_containers::Resource;
+use spindle_security::SecretKind;
 use tokio::task::JoinSet;
 
 use crate::cpu::CpuTimes;
@@ -69,9 +70,10 @@ async fn run_once(args: &RmArgs) -> anyhow::Result<RunFigures> {
     let rm = Daemon::resource_manager(state_dir.path(), 1024).await?;
     let address = rm.address().to_string();
     let node_capability = Resource::new(args.node_memory_mb, args.node_vcores);
-    let mut nodes = SimNodes::start(&address, args.nodes, node_capability).await?;
+    let daemon = unmanaged::credentials(state_dir.path(), SecretKind::Daemon)?;
+    let mut nodes = SimNodes::start(&address, &daemon, args.nodes, node_capability).await?;
 
-    let mut applications = unmanaged::Applications::new(unmanaged::channel(&address)?);
+    let mut applications = unmanaged::applications(&address, state_dir.path())?;
     let mut ams = Vec::new();
     for i in 0..args.apps {
         let (client, registration) =

@@ -29,6 +29,9 @@ pub struct ServeRmArgs {
 pub struct ServeNmArgs {
     #[arg(long)]
     pub rm: String,
+    /// The cluster's daemon secret (the RM generates it in its state dir).
+    #[arg(long)]
+    pub daemon_secret_file: PathBuf,
     #[arg(long)]
     pub bind: SocketAddr,
     #[arg(long)]
@@ -64,6 +67,7 @@ pub async fn node_manager(args: ServeNmArgs) -> anyhow::Result<()> {
         memory_mb: Some(args.memory_mb),
         vcores: Some(args.vcores),
         hostname: Some("bench-nm".into()),
+        daemon_secret_file: Some(args.daemon_secret_file),
         ..NmConfig::default()
     };
     let nm = NodeManager::start(config)

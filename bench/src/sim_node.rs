@@ -4,7 +4,8 @@
 //! containers run in no time: the AM hands each one over on allocation, and the node's next
 //! heartbeat reports it COMPLETE with exit 0, until the RM acknowledges it. No node serves a
 //! ContainerManager: the `rm` scenario's AMs are unmanaged and every container ends by itself,
-//! so the RM never calls a node.
+//! so the RM never calls a node. Like a real NM, each proves the cluster's daemon secret on
+//! every call.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -17,13 +18,15 @@ use spindle_containers::exit_status::SUCCESS;
 use spindle_containers::{ContainerId, NodeId, Resource};
 use spindle_protocol as proto;
 use spindle_protocol::resource_tracker_client::ResourceTrackerClient;
+use spindle_security::CallCredentials;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 use crate::unmanaged;
 
-type Tracker = ResourceTrackerClient<Channel>;
+type Tracker = ResourceTrackerClient<InterceptedService<Channel, CallCredentials>>;
 
 /// Registrations in flight at once: a thousand simultaneous connects would overflow the RM's
 /// accept backlog and stall on SYN retries, which is set-up noise, not the RM's speed.
@@ -56,10 +59,16 @@ pub struct SimNodes {
 }
 
 impl SimNodes {
-    /// Registers `count` nodes of `capability` with the RM at `rm` and starts their heartbeats.
-    pub async fn start(rm: &str, count: u32, capability: Resource) -> anyhow::Result<SimNodes> {
+    /// Registers `count` nodes of `capability` with the RM at `rm`, proving the daemon secret
+    /// with `daemon`, and starts their heartbeats.
+    pub async fn start(
+        rm: &str,
+        daemon: &CallCredentials,
+        count: u32,
+        capability: Resource,
+    ) -> anyhow::Result<SimNodes> {
         let registered: Vec<(NodeId, Tracker, Duration)> =
-            futures::stream::iter((0..count).map(|i| register(rm, i, capability)))
+            futures::stream::iter((0..count).map(|i| register(rm, daemon.clone(), i, capability)))
                 .buffer_unordered(REGISTERING_AT_ONCE)
                 .try_collect()
                 .await?;
@@ -113,12 +122,13 @@ impl SimNodes {
 
 async fn register(
     rm: &str,
+    daemon: CallCredentials,
     index: u32,
     capability: Resource,
 ) -> anyhow::Result<(NodeId, Tracker, Duration)> {
     // A name, not an address anybody listens on: the RM never calls these nodes.
     let node = NodeId::new(format!("sim-node-{index:04}:8041"))?;
-    let mut tracker = Tracker::new(unmanaged::channel(rm)?);
+    let mut tracker = ResourceTrackerClient::with_interceptor(unmanaged::channel(rm)?, daemon);
     let request = proto::RegisterNodeRequest {
         node_id: node.to_string(),
         hostname: node.host().to_string(),

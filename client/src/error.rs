@@ -18,6 +18,24 @@ pub enum ClientError {
     Unreachable { addr: String, reason: String },
     #[error("cannot reach the node manager at {addr}: {reason}")]
     NodeUnreachable { addr: String, reason: String },
+    /// The server would not believe or allow the caller (Unauthenticated, PermissionDenied);
+    /// its message says what to set or who may.
+    #[error("{server} refused {call}: {message}")]
+    Refused {
+        call: &'static str,
+        /// `the resource manager at HOST:PORT`, `node HOST:PORT`.
+        server: String,
+        code: tonic::Code,
+        message: String,
+    },
+    #[error("cannot use the client secret named by {from}: {source}")]
+    Secret {
+        from: &'static str,
+        #[source]
+        source: spindle_security::SecretError,
+    },
+    #[error("{0}")]
+    User(String),
     /// The server answered, and said no; its message names what was wrong.
     #[error("{call} failed: {message} ({code:?})")]
     Rpc {
@@ -74,6 +92,12 @@ impl ClientError {
                     reason: format!("no answer to {call} in time: {}", status.message()),
                 }
             }
+            code if is_refusal(code) => ClientError::Refused {
+                call,
+                server: format!("the resource manager at {addr}"),
+                code,
+                message: one_line(status.message()),
+            },
             code => ClientError::Rpc {
                 call,
                 code,
@@ -81,6 +105,24 @@ impl ClientError {
             },
         }
     }
+
+    /// Whether the server refused the caller (rather than the request).
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, ClientError::Refused { .. })
+    }
+}
+
+/// Unauthenticated or PermissionDenied: the caller was not believed, or may not do this.
+pub(crate) fn is_refusal(code: tonic::Code) -> bool {
+    matches!(
+        code,
+        tonic::Code::Unauthenticated | tonic::Code::PermissionDenied
+    )
+}
+
+/// A server's message on one line, so a refusal reads as one line of error.
+pub(crate) fn one_line(message: &str) -> String {
+    message.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// The status's message and, for transport failures, the cause beneath it.
@@ -136,5 +178,26 @@ mod tests {
             tonic::Status::not_found("application application_1_0009 is not known"),
         );
         assert!(matches!(refused, ClientError::Rpc { .. }), "{refused}");
+    }
+
+    #[test]
+    fn a_refusal_is_one_line_naming_the_server_and_the_call() {
+        let err = ClientError::from_status(
+            "KillApplication",
+            "rm:1",
+            tonic::Status::permission_denied("user mallory may not kill\napplication_1_0001"),
+        );
+        assert!(err.is_refusal());
+        assert_eq!(
+            err.to_string(),
+            "the resource manager at rm:1 refused KillApplication: user mallory may not kill \
+             application_1_0001"
+        );
+        let err = ClientError::from_status(
+            "ListNodes",
+            "rm:1",
+            tonic::Status::unauthenticated("this call needs proof of the cluster's client secret"),
+        );
+        assert!(err.is_refusal(), "{err}");
     }
 }

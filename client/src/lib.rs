@@ -5,6 +5,7 @@
 pub mod address;
 pub mod cmd;
 pub mod config;
+pub mod credentials;
 pub mod error;
 pub mod local_cluster;
 pub mod logs;

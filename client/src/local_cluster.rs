@@ -1,16 +1,21 @@
 //! `LocalCluster`: a whole cluster inside this process — an embedded resource manager and N node
 //! managers on 127.0.0.1 ephemeral ports, each NM with its own temporary work dir — launching
 //! real container processes. It backs `local-cluster[N,C,M]` masters and integration tests.
+//! Each run makes its own client and daemon secrets in its temporary dir, so it is as closed
+//! to strangers as a real cluster, and its own clients use them without being told.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use spindle_containers::{NodeId, Resource};
 use spindle_node_manager::{NmConfig, NmError, NodeManager};
 use spindle_protocol::NodeState;
 use spindle_resource_manager::{ResourceManager, RmConfig, RmError};
+use spindle_security::{CallCredentials, Secret, SecretError, SecretKind};
 
+use crate::credentials::{SecretSource, credentials_from};
 use crate::error::ClientError;
 use crate::rm_client::RmClient;
 
@@ -33,6 +38,8 @@ pub enum LocalClusterError {
     },
     #[error("cannot create the local cluster's temporary directory: {0}")]
     TempDir(#[source] std::io::Error),
+    #[error("cannot make the local cluster's secrets: {0}")]
+    Secret(#[source] SecretError),
     #[error("cannot start the local resource manager: {0}")]
     ResourceManager(#[source] RmError),
     #[error("cannot start local node manager {index}: {source}")]
@@ -77,6 +84,15 @@ impl LocalCluster {
             .prefix("spindle-local-cluster-")
             .tempdir()
             .map_err(LocalClusterError::TempDir)?;
+        // The NMs' work dirs hang under it, and their containers may run as another user
+        // (nobody, or the submitter), who must be able to reach them; what is private inside
+        // (the secrets, the RM's state) has modes of its own.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .map_err(LocalClusterError::TempDir)?;
+        for kind in [SecretKind::Client, SecretKind::Daemon] {
+            Secret::generate(&dir.path().join(kind.file_name()))
+                .map_err(LocalClusterError::Secret)?;
+        }
         let loopback = |port| SocketAddr::from(([127, 0, 0, 1], port));
 
         let defaults = RmConfig::default();
@@ -84,6 +100,8 @@ impl LocalCluster {
             bind: loopback(0),
             web_bind: Some(loopback(0)),
             state_dir: dir.path().join("rm"),
+            secret_file: Some(dir.path().join(SecretKind::Client.file_name())),
+            daemon_secret_file: Some(dir.path().join(SecretKind::Daemon.file_name())),
             minimum_allocation: Resource::new(LOCAL_MINIMUM_ALLOCATION_MB, 1),
             // Nothing larger than a node could ever run here: refuse it instead of waiting.
             maximum_allocation: Resource::new(
@@ -109,6 +127,7 @@ impl LocalCluster {
                 work_dir: cluster.dir.path().join(format!("nm-{index}")),
                 memory_mb: Some(memory_mb),
                 vcores: Some(vcores),
+                daemon_secret_file: Some(cluster.daemon_secret_file()),
                 ..NmConfig::default()
             };
             match NodeManager::start(nm_config).await {
@@ -127,35 +146,34 @@ impl LocalCluster {
         Ok(cluster)
     }
 
-    /// Asks the RM which nodes are RUNNING until all of ours are. The RM offers no push for node
-    /// changes, so this is the one place that asks again, with a short back-off.
+    /// Waits until every NM has registered (each says so; one the RM refused says why).
     async fn wait_for_nodes(&self) -> Result<(), LocalClusterError> {
-        let mut rm = RmClient::connect(&self.rm_addr().to_string()).await?;
-        let ours: Vec<String> = self.nms.iter().map(|nm| nm.node_id().to_string()).collect();
-        let deadline = tokio::time::Instant::now() + REGISTRATION_TIMEOUT;
-        let mut backoff = Duration::from_millis(5);
-        loop {
-            let nodes = rm.list_nodes().await?;
-            let running = ours
-                .iter()
-                .filter(|id| {
-                    nodes
-                        .iter()
-                        .any(|n| n.node_id == **id && n.state() == NodeState::Running)
-                })
-                .count();
-            if running == ours.len() {
-                return Ok(());
+        let each = self.nms.iter().enumerate().map(|(index, nm)| async move {
+            tokio::select! {
+                () = nm.registered() => Ok(()),
+                source = nm.failed() => Err(LocalClusterError::NodeManager { index, source }),
             }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(LocalClusterError::NotRegistered {
+        });
+        match tokio::time::timeout(REGISTRATION_TIMEOUT, futures::future::try_join_all(each)).await
+        {
+            Ok(outcome) => outcome.map(|_| ()),
+            Err(_) => {
+                let nodes = self.client().await?.list_nodes().await?;
+                let running = self
+                    .nms
+                    .iter()
+                    .filter(|nm| {
+                        nodes.iter().any(|n| {
+                            n.node_id == nm.node_id().as_str() && n.state() == NodeState::Running
+                        })
+                    })
+                    .count();
+                Err(LocalClusterError::NotRegistered {
                     running,
-                    expected: ours.len(),
+                    expected: self.nms.len(),
                     timeout: REGISTRATION_TIMEOUT,
-                });
+                })
             }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_millis(200));
         }
     }
 
@@ -183,9 +201,25 @@ impl LocalCluster {
             .collect()
     }
 
-    /// A client connected to the RM.
+    /// The client secret of this run (`SPINDLE_SECRET_FILE` for a client of this cluster).
+    pub fn client_secret_file(&self) -> PathBuf {
+        self.dir.path().join(SecretKind::Client.file_name())
+    }
+
+    /// The daemon secret of this run (what a node manager joining it would need).
+    pub fn daemon_secret_file(&self) -> PathBuf {
+        self.dir.path().join(SecretKind::Daemon.file_name())
+    }
+
+    /// The credentials of a client of this cluster: its client secret, for the client's user.
+    pub fn credentials(&self) -> Result<CallCredentials, ClientError> {
+        let file = self.client_secret_file();
+        credentials_from(Some((Path::new(&file), SecretSource::LocalCluster)))
+    }
+
+    /// A client connected to the RM, with this cluster's client secret.
     pub async fn client(&self) -> Result<RmClient, ClientError> {
-        RmClient::connect(&self.rm_addr().to_string()).await
+        RmClient::connect(&self.rm_addr().to_string(), self.credentials()?).await
     }
 
     /// Stops every NM (and so every container) and then the RM; the temp dirs go with `self`.

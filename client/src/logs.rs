@@ -5,7 +5,8 @@
 //! (`ListContainerLogs`, then `ReadContainerLog` streams); once the application is over the nodes
 //! upload them to the RM's log store, so a container the node no longer has (or a node that is
 //! gone) is read from there (`ListLogs`, `ReadLog`; its header says `(aggregated)`). `follow`
-//! tails a running application's logs until it ends.
+//! tails a running application's logs until it ends. Both places show an application's logs to
+//! its owner and the cluster's admins only.
 
 mod follow;
 mod sources;
@@ -20,7 +21,7 @@ use crate::error::ClientError;
 use crate::rm_client::RmClient;
 
 pub use follow::follow_logs;
-use sources::{NodeLogs, Store};
+use sources::{LogAccess, NodeLogs};
 
 /// Which logs to show: an application's, one container's, and of those only one file's.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,6 +141,8 @@ pub async fn write_selected(
         }) => None,
         Err(e) => return Err(e),
     };
+    // The owner's or an admin's only: anyone else hears the RM's refusal here.
+    let access = LogAccess::fetch(rm, selection.app).await?;
     let wanted = selection.container.map(|c| c.to_string());
     let nodes = report
         .as_ref()
@@ -151,7 +154,7 @@ pub async fn write_selected(
     let mut clients = Vec::new();
     let mut silent = Vec::new();
     for node in nodes {
-        match NodeLogs::list(&node, selection).await {
+        match NodeLogs::list(&node, &access, selection).await {
             Ok((client, listed)) => {
                 entries.extend(listed);
                 clients.push(client);
@@ -159,7 +162,7 @@ pub async fn write_selected(
             Err(problem) => silent.push((node, problem)),
         }
     }
-    let mut store = Store::connect(rm).await?;
+    let mut store = access.store().await?;
     // Every file, so that a node's aggregated logs are seen even when none is the wanted file.
     let every_file = LogSelection {
         file: None,

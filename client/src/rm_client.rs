@@ -1,5 +1,6 @@
 //! A connection to the resource manager's client services (`ApplicationClient`, `StagingStore`):
-//! connects eagerly with a short timeout so that a missing RM is reported at once, and turns each
+//! connects eagerly with a short timeout so that a missing RM is reported at once, attaches the
+//! client's credentials (its user and a proof of the client secret) to every call, and turns each
 //! call's failure into a `ClientError` that says which call failed and why.
 
 use std::time::Duration;
@@ -8,6 +9,8 @@ use spindle_containers::ApplicationId;
 use spindle_protocol as proto;
 use spindle_protocol::application_client_client::ApplicationClientClient;
 use spindle_protocol::staging_store_client::StagingStoreClient;
+use spindle_security::CallCredentials;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::address::parse_host_port;
@@ -22,11 +25,15 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(20);
 const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(10);
 const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// A channel whose every call carries the client's credentials.
+pub type Authenticated = InterceptedService<Channel, CallCredentials>;
+
 #[derive(Debug, Clone)]
 pub struct RmClient {
     addr: String,
-    apps: ApplicationClientClient<Channel>,
-    staging: StagingStoreClient<Channel>,
+    credentials: CallCredentials,
+    apps: ApplicationClientClient<Authenticated>,
+    staging: StagingStoreClient<Authenticated>,
 }
 
 /// What `GetNewApplication` hands out: an id to submit under and the scheduler's limits.
@@ -56,14 +63,19 @@ pub(crate) async fn connect_channel(addr: &str, timeout: Duration) -> Result<Cha
 }
 
 impl RmClient {
-    /// Connects to the RM at `addr` (`HOST:PORT`) within [`DEFAULT_CONNECT_TIMEOUT`].
-    pub async fn connect(addr: &str) -> Result<RmClient, ClientError> {
-        Self::connect_with_timeout(addr, DEFAULT_CONNECT_TIMEOUT).await
+    /// Connects to the RM at `addr` (`HOST:PORT`) within [`DEFAULT_CONNECT_TIMEOUT`]; every
+    /// call carries `credentials` (see `crate::credentials`).
+    pub async fn connect(
+        addr: &str,
+        credentials: CallCredentials,
+    ) -> Result<RmClient, ClientError> {
+        Self::connect_with_timeout(addr, DEFAULT_CONNECT_TIMEOUT, credentials).await
     }
 
     pub async fn connect_with_timeout(
         addr: &str,
         timeout: Duration,
+        credentials: CallCredentials,
     ) -> Result<RmClient, ClientError> {
         let addr = parse_host_port("resource manager", addr)?;
         let channel =
@@ -74,10 +86,16 @@ impl RmClient {
                     reason,
                 })?;
         Ok(RmClient {
-            apps: ApplicationClientClient::new(channel.clone()),
-            staging: StagingStoreClient::new(channel),
+            apps: ApplicationClientClient::with_interceptor(channel.clone(), credentials.clone()),
+            staging: StagingStoreClient::with_interceptor(channel, credentials.clone()),
+            credentials,
             addr,
         })
+    }
+
+    /// The same RM, connected again (after a lost connection), with the same credentials.
+    pub async fn reconnect(&self) -> Result<RmClient, ClientError> {
+        Self::connect(&self.addr, self.credentials.clone()).await
     }
 
     /// The RM's address as given (`HOST:PORT`).
@@ -85,7 +103,17 @@ impl RmClient {
         &self.addr
     }
 
-    pub(crate) fn staging(&self) -> StagingStoreClient<Channel> {
+    /// What every call carries: the user it acts for and the proof of the client secret.
+    pub fn credentials(&self) -> &CallCredentials {
+        &self.credentials
+    }
+
+    /// The user the calls act for.
+    pub fn user(&self) -> &str {
+        self.credentials.user()
+    }
+
+    pub(crate) fn staging(&self) -> StagingStoreClient<Authenticated> {
         self.staging.clone()
     }
 
@@ -189,6 +217,24 @@ impl RmClient {
             .killed)
     }
 
+    /// NM tokens that let this user read `id`'s container logs on each node that ran it (for
+    /// the application's owner and the cluster's admins).
+    pub async fn log_tokens(
+        &mut self,
+        id: ApplicationId,
+    ) -> Result<Vec<proto::NodeToken>, ClientError> {
+        let request = proto::GetLogTokensRequest {
+            application_id: id.to_string(),
+        };
+        Ok(self
+            .apps
+            .get_log_tokens(unary(request))
+            .await
+            .map_err(self.fail("GetLogTokens"))?
+            .into_inner()
+            .tokens)
+    }
+
     pub async fn list_nodes(&mut self) -> Result<Vec<proto::NodeReport>, ClientError> {
         Ok(self
             .apps
@@ -226,6 +272,10 @@ fn parse_app_id(value: &str) -> Result<ApplicationId, ClientError> {
 mod tests {
     use super::*;
 
+    fn anyone() -> CallCredentials {
+        CallCredentials::user_only("alice".into())
+    }
+
     #[tokio::test]
     async fn an_absent_rm_is_reported_promptly_by_address() {
         // Bind then drop a listener so the port is (almost certainly) closed.
@@ -235,7 +285,7 @@ mod tests {
             .unwrap()
             .port();
         let addr = format!("127.0.0.1:{port}");
-        let err = RmClient::connect(&addr).await.unwrap_err();
+        let err = RmClient::connect(&addr, anyone()).await.unwrap_err();
         let text = err.to_string();
         assert!(
             text.starts_with(&format!("cannot reach the resource manager at {addr}: ")),
@@ -245,7 +295,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_malformed_address_is_refused_before_connecting() {
-        let err = RmClient::connect("no-port").await.unwrap_err();
+        let err = RmClient::connect("no-port", anyone()).await.unwrap_err();
         assert!(matches!(err, ClientError::BadAddress { .. }), "{err}");
     }
 }

@@ -57,19 +57,11 @@ impl Submission {
     }
 }
 
-/// The submitting user: `USER`, else `LOGNAME`, else the name of the process's uid.
+/// The submitting user: the user a client's calls act for, `SPINDLE_USER` when set, else the
+/// OS user (`spindle_security::client_user`). The RM takes the submitter of an application to
+/// be its owner, and only admins may submit in another user's name.
 pub fn current_user() -> String {
-    ["USER", "LOGNAME"]
-        .iter()
-        .filter_map(|var| std::env::var(var).ok())
-        .find(|name| !name.is_empty())
-        .or_else(|| {
-            nix::unistd::User::from_uid(nix::unistd::getuid())
-                .ok()
-                .flatten()
-                .map(|user| user.name)
-        })
-        .unwrap_or_else(|| nix::unistd::getuid().to_string())
+    spindle_security::client_user().unwrap_or_else(|_| spindle_security::current_user())
 }
 
 /// Finds the program to ship: a name with a '/' is a path; a bare name is searched in `path_var`

@@ -59,7 +59,7 @@ pub async fn follow(
         tracing::warn!(app = %id, addr = %rm.addr(), %reason, "lost the watch; opening it again");
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(MAX_BACKOFF);
-        match RmClient::connect(rm.addr()).await {
+        match rm.reconnect().await {
             Ok(client) => *rm = client,
             // Still away: the next round waits longer, until the minute is up.
             Err(ClientError::Unreachable { .. }) => {}

@@ -294,13 +294,16 @@ fn distributed_shell_runs_on_two_hosts_and_the_program_travels_through_staging()
         );
     }
 
-    // The AM's node got distributed-shell from the RM's staging store: its file cache holds it
-    // under its sha256, byte-identical to what the client had.
+    // The AM's node got distributed-shell from the RM's staging store: the file cache of the
+    // user its containers ran as (usercache/<user>/filecache) holds it under its sha256,
+    // byte-identical to what the client had.
     let digest = sha256_of(distributed_shell());
     let cached: Vec<_> = hosts
         .work_dirs
         .iter()
-        .map(|w| w.join("filecache").join(&digest))
+        .filter_map(|w| fs::read_dir(w.join("usercache")).ok())
+        .flat_map(|users| users.filter_map(Result::ok))
+        .map(|user| user.path().join("filecache").join(&digest))
         .filter(|p| p.exists())
         .collect();
     assert!(!cached.is_empty(), "no node cached the program {digest}");

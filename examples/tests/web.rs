@@ -1,8 +1,10 @@
 //! The resource manager's HTTP port on a real cluster (RM and NM processes on loopback): an
 //! application submitted, polled and killed through YARN's REST API, its container a real
 //! process that the kill ends; and every page of the web UI loaded in headless Chromium, as a
-//! person would see it, down to a container's log served by its node manager. The application
-//! page's screenshot for the README is written when `SPINDLE_UPDATE_SCREENSHOTS=1`.
+//! person would see it, down to a container's log link, which its node manager answers only for a
+//! holder of the application's NM token (once the application is over, by pointing at the RM's
+//! log store, where `spindle logs` reads it). The application page's screenshot for the README is
+//! written when `SPINDLE_UPDATE_SCREENSHOTS=1`.
 //!
 //! Chromium is looked for at /usr/bin/chromium; where it is missing the browser test says so
 //! and passes (CI installs it).
@@ -209,6 +211,37 @@ impl Browser {
 }
 
 /// The `href`s of a page that contain `needle`.
+/// The NM token the RM hands the application's owner for the node whose web address `link`
+/// points at, as `spindle logs` asks for it.
+fn nm_token_for(cluster: &Cluster, app: &str, link: &str) -> String {
+    let node = cluster
+        .nms
+        .iter()
+        .find(|nm| link.starts_with(&format!("http://{}/", nm.get("web-address"))))
+        .map(|nm| nm.get("node-id"))
+        .unwrap_or_else(|| panic!("{link} points at no node manager"));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let tokens = runtime.block_on(async {
+        let credentials = spindle_client::credentials::credentials_from(Some((
+            cluster.client_secret.as_path(),
+            spindle_client::credentials::SecretSource::Flag,
+        )))
+        .unwrap();
+        let mut rm = spindle_client::RmClient::connect(&cluster.rm_addr, credentials)
+            .await
+            .unwrap();
+        rm.log_tokens(app.parse().unwrap()).await.unwrap()
+    });
+    tokens
+        .into_iter()
+        .find(|t| t.node_id == node)
+        .unwrap_or_else(|| panic!("no NM token for {node}"))
+        .token
+}
+
 fn links(dom: &str, needle: &str) -> Vec<String> {
     dom.split("href=\"")
         .skip(1)
@@ -281,8 +314,30 @@ fn every_page_of_the_ui_renders_in_a_browser() {
         .iter()
         .find(|l| !l.contains("_000001/") && l.ends_with("/stdout"))
         .expect("a container's stdout link");
-    let log = browser.dom(stdout);
-    assert!(log.contains("hello from container_"), "{stdout}:\n{log}");
+    // A node serves a log only to a holder of an NM token for its application.
+    let refused = browser.dom(stdout);
+    assert!(
+        !refused.contains("hello from container_"),
+        "{stdout}:\n{refused}"
+    );
+    assert!(
+        refused.contains("nm.token"),
+        "says what to send:\n{refused}"
+    );
+    let token = nm_token_for(&cluster, &app, stdout);
+    let separator = if stdout.contains('?') { '&' } else { '?' };
+    let with_token = format!("{stdout}{separator}nm.token={token}");
+    let answer = browser.dom(&with_token);
+    // The application is over: its logs went to the RM's log store, and the node says so.
+    assert!(
+        answer.contains("hello from container_") || answer.contains("spindle logs"),
+        "{stdout}:\n{answer}"
+    );
+    let logs_command = cluster.spindle("logs", &[&app]);
+    assert!(
+        logs_command.stdout.contains("hello from container_"),
+        "{logs_command}"
+    );
     assert!(
         page.matches(">0<").count() >= 3,
         "exit statuses of the containers:\n{page}"

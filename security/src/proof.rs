@@ -77,8 +77,9 @@ pub fn verify_proof(
             "the proof's time {time:?} is not a number of milliseconds"
         ))
     })?;
-    let tag = hex::decode(tag)
-        .map_err(|_| AuthError::Malformed("the proof's mac is not hex".to_string()))?;
+    // One spelling per proof: hex decoding would also take the mac in capitals.
+    let tag = crate::token::decode_lower_hex(tag)
+        .ok_or_else(|| AuthError::Malformed("the proof's mac is not lowercase hex".to_string()))?;
     mac(secret, kind, time_ms, user)
         .verify_slice(&tag)
         .map_err(|_| AuthError::WrongSecret(kind))?;

@@ -154,8 +154,10 @@ pub fn verify<I: TokenIdentifier>(
     let (identifier, tag) = token
         .split_once('.')
         .ok_or_else(|| malformed("a token reads <hex identifier>.<hex signature>"))?;
-    let bytes = hex::decode(identifier).map_err(|_| malformed("its identifier is not hex"))?;
-    let tag = hex::decode(tag).map_err(|_| malformed("its signature is not hex"))?;
+    let bytes = decode_lower_hex(identifier)
+        .ok_or_else(|| malformed("its identifier is not lowercase hex"))?;
+    let tag =
+        decode_lower_hex(tag).ok_or_else(|| malformed("its signature is not lowercase hex"))?;
     let decoded =
         I::decode(bytes.as_slice()).map_err(|e| malformed(&format!("its identifier: {e}")))?;
     let key = ring
@@ -175,6 +177,15 @@ pub fn verify<I: TokenIdentifier>(
         });
     }
     Ok(decoded)
+}
+
+/// The bytes of `text` if it is hex as `hex::encode` writes it (lowercase): a token or proof
+/// has one spelling only, so a changed one never passes for the one that was issued.
+pub(crate) fn decode_lower_hex(text: &str) -> Option<Vec<u8>> {
+    if !text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return None;
+    }
+    hex::decode(text).ok()
 }
 
 fn known_ids(ring: &KeyRing) -> String {
@@ -324,6 +335,17 @@ mod tests {
             }],
         );
         assert!(verify::<proto::ContainerTokenIdentifier>(&token, &rogue, 0).is_err());
+    }
+
+    #[test]
+    fn a_token_in_capitals_is_not_the_token_issued() {
+        let ring = ring(&[1]);
+        let token = issue(container(5_000), ring.current().unwrap());
+        assert!(verify::<proto::ContainerTokenIdentifier>(&token, &ring, 0).is_ok());
+        let shouted = token.to_ascii_uppercase();
+        assert_ne!(shouted, token);
+        let err = verify::<proto::ContainerTokenIdentifier>(&shouted, &ring, 0).unwrap_err();
+        assert!(err.to_string().contains("lowercase hex"), "{err}");
     }
 
     proptest! {

@@ -318,6 +318,7 @@ mod tests {
             node_http_address: String::new(),
             resource: Resource::new(1024, 1),
             priority: 0,
+            token: String::new(),
         }
     }
 

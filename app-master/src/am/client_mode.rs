@@ -51,7 +51,7 @@ pub(crate) async fn run_executor_launcher(setup: AmSetup) -> i32 {
     info!(%driver_url, "watching the driver");
 
     let launch = program.for_driver(&driver_url, config.executor_cores, env.application_id);
-    let mut executors = Executors::start(client.clone(), &registration, &env.user, &config, launch);
+    let mut executors = Executors::start(client.clone(), &registration, &config, launch);
     let end = loop {
         tokio::select! {
             event = watch.next_event() => match event {

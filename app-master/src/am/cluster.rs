@@ -106,7 +106,7 @@ async fn run_driver_with(
     };
 
     let launch = program.for_driver(&driver_url, config.executor_cores, env.application_id);
-    let mut executors = Executors::start(client.clone(), &registration, &env.user, &config, launch);
+    let mut executors = Executors::start(client.clone(), &registration, &config, launch);
     executors.tell_driver(ready.context.clone());
     resume.resume();
 
@@ -212,7 +212,7 @@ mod tests {
         )
         .unwrap();
         AmSetup {
-            client: AmRmClient::new(rm_address, attempt).unwrap(),
+            client: AmRmClient::new(rm_address, attempt, "").unwrap(),
             env,
             config: AppConfig {
                 am_wait_time_ms,

@@ -34,11 +34,11 @@ pub struct Executors {
 
 impl Executors {
     /// Starts keeping `config.num_executors` executors, launched with `launch`, on `client`
-    /// (already registered with `registration`). `user` is the application's owner.
+    /// (already registered with `registration`); their nodes are called with the NM tokens
+    /// the RM hands `client`.
     pub fn start(
         client: AmRmClient,
         registration: &Registration,
-        user: &str,
         config: &AppConfig,
         launch: ExecutorLaunch,
     ) -> Executors {
@@ -46,9 +46,10 @@ impl Executors {
             AllocatorConfig::new(config.executor_resource(), config.num_executors);
         allocator_config.allocate_wait = registration.max_allocate_wait;
         let app_id = client.attempt_id().application();
+        let nm = NmClient::new(client.nm_tokens());
         let (allocator, events) = Allocator::start(
             client,
-            NmClient::new(user),
+            nm,
             allocator_config,
             move |executor_id, _container, host| launch.context(executor_id, host),
         );

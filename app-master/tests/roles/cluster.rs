@@ -1,9 +1,11 @@
 //! A one-node cluster for the roles test: a resource manager and a node manager on loopback in
 //! temporary directories, this test program staged once in the RM's staging store, and the
-//! client calls a launcher makes (submit, follow to the final report, read container logs).
+//! client calls a launcher makes (submit, follow to the final report, read container logs),
+//! proving the client secret the RM generated; the NM joins with the daemon secret beside it.
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -15,7 +17,11 @@ use spindle_protocol as proto;
 use spindle_protocol::application_client_client::ApplicationClientClient;
 use spindle_protocol::staging_store_client::StagingStoreClient;
 use spindle_resource_manager::{ResourceManager, RmConfig};
+use spindle_security::{CallCredentials, Secret, SecretKind, current_user};
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
+
+type Authenticated = InterceptedService<Channel, CallCredentials>;
 
 /// Generous: only a guard against hanging forever, never a measure of speed.
 pub const HANG_GUARD: Duration = Duration::from_secs(120);
@@ -32,7 +38,7 @@ pub async fn guarded<T>(what: &str, future: impl Future<Output = T>) -> T {
 pub struct Cluster {
     rm: Option<ResourceManager>,
     nm: Option<NodeManager>,
-    pub client: ApplicationClientClient<Channel>,
+    pub client: ApplicationClientClient<Authenticated>,
     /// This program, staged: the AM's and the executors' only local resource.
     pub program: LocalResource,
     nm_dir: tempfile::TempDir,
@@ -54,12 +60,16 @@ impl Cluster {
         .expect("the RM starts");
         let rm_addr = rm.rpc_addr();
         let nm_dir = tempfile::tempdir().unwrap();
+        // Containers may run as another user (nobody, when the test runs as root), who must
+        // reach the work dir.
+        std::fs::set_permissions(nm_dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let nm = NodeManager::start(NmConfig {
             rm: rm_addr.to_string(),
             bind: "127.0.0.1:0".parse().unwrap(),
             work_dir: nm_dir.path().to_path_buf(),
             memory_mb: Some(4096),
             vcores: Some(8),
+            daemon_secret_file: Some(rm_dir.path().join(SecretKind::Daemon.file_name())),
             ..NmConfig::default()
         })
         .await
@@ -69,8 +79,13 @@ impl Cluster {
             .connect()
             .await
             .expect("the RM accepts connections");
-        let client = ApplicationClientClient::new(channel.clone());
-        let program = stage_this_program(StagingStoreClient::new(channel)).await;
+        let secret = Secret::read(&rm_dir.path().join(SecretKind::Client.file_name()))
+            .expect("the RM generated its client secret");
+        let credentials = CallCredentials::with_secret(SecretKind::Client, secret, current_user());
+        let client =
+            ApplicationClientClient::with_interceptor(channel.clone(), credentials.clone());
+        let program =
+            stage_this_program(StagingStoreClient::with_interceptor(channel, credentials)).await;
         Cluster {
             rm: Some(rm),
             nm: Some(nm),
@@ -132,7 +147,7 @@ impl Cluster {
                 am_resource: Some(Resource::new(256, 1).to_proto()),
                 am_container: Some(launch.to_proto()),
                 max_attempts: 1,
-                user: String::new(),
+                user: current_user(),
                 unmanaged: false,
             })
             .await
@@ -197,7 +212,7 @@ impl Cluster {
 }
 
 /// Uploads this very program (Stat first, as the client does) and returns it as a resource.
-async fn stage_this_program(mut staging: StagingStoreClient<Channel>) -> LocalResource {
+async fn stage_this_program(mut staging: StagingStoreClient<Authenticated>) -> LocalResource {
     let path = std::env::current_exe().expect("the test knows its own path");
     let data = std::fs::read(&path).expect("the test reads its own program");
     let sha256 = hex::encode(Sha256::digest(&data));

@@ -1,17 +1,20 @@
 //! `spindle resource-manager` and `spindle node-manager`: build the daemon's config from
 //! `spindle.yaml` plus flags, start it, print where it listens (stdout, `key: value` lines that
-//! scripts and tests read), and run until SIGINT or SIGTERM (caught from the start, so a stop
-//! right after the announcement is still clean), then shut down cleanly.
+//! scripts and tests read; the RM first prints the `export` lines that name the cluster's
+//! secrets), and run until SIGINT or SIGTERM (caught from the start, so a stop right after the
+//! announcement is still clean), then shut down cleanly.
 
 use std::io::Write as _;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use spindle_containers::launch_script::shell_quote;
 use spindle_node_manager::{CgroupMode, NmConfig, NodeManager};
 use spindle_resource_manager::{ResourceManager, RmConfig};
+use spindle_security::SecretKind;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use super::args;
@@ -34,10 +37,14 @@ pub struct RmArgs {
     /// An AM silent this long has failed its attempt, e.g. 2s or 10m.
     #[arg(long, value_name = "DURATION", value_parser = args::duration)]
     pub am_liveness_expiry: Option<Duration>,
-    /// The client secret that changing REST calls must present (mode 0600; default: generated
-    /// as client.secret in the state dir on first start).
+    /// The client secret every client proves (mode 0600; default: generated as client.secret
+    /// in the state dir on first start).
     #[arg(long, value_name = "PATH", env = "SPINDLE_SECRET_FILE")]
     pub secret_file: Option<PathBuf>,
+    /// The daemon secret node managers prove to join (mode 0600; default: generated as
+    /// daemon.secret in the state dir on first start).
+    #[arg(long, value_name = "PATH", env = "SPINDLE_DAEMON_SECRET_FILE")]
+    pub daemon_secret_file: Option<PathBuf>,
 }
 
 impl RmArgs {
@@ -60,7 +67,65 @@ impl RmArgs {
         if let Some(path) = &self.secret_file {
             config.secret_file = Some(path.clone());
         }
+        if let Some(path) = &self.daemon_secret_file {
+            config.daemon_secret_file = Some(path.clone());
+        }
         config
+    }
+}
+
+/// The files the RM reads its two secrets from: the configured ones, else those it generates
+/// in its state dir.
+pub fn rm_secret_files(config: &RmConfig) -> [(SecretKind, PathBuf); 2] {
+    let file = |kind: SecretKind, configured: &Option<PathBuf>| {
+        configured
+            .clone()
+            .unwrap_or_else(|| config.state_dir.join(kind.file_name()))
+    };
+    [
+        (
+            SecretKind::Client,
+            file(SecretKind::Client, &config.secret_file),
+        ),
+        (
+            SecretKind::Daemon,
+            file(SecretKind::Daemon, &config.daemon_secret_file),
+        ),
+    ]
+}
+
+/// `export SPINDLE_SECRET_FILE=/abs/client.secret` and the daemon secret's line, to paste into
+/// a shell: the clients' and the node managers' way to the cluster's secrets.
+pub fn export_lines(files: &[(SecretKind, PathBuf)]) -> Vec<String> {
+    files
+        .iter()
+        .map(|(kind, path)| format!("export {}={}", kind.env_var(), shell_word(&absolute(path))))
+        .collect()
+}
+
+/// Prints [`export_lines`] on stdout, ahead of the `key: value` announcement.
+pub(crate) fn announce_exports(files: &[(SecretKind, PathBuf)]) {
+    let mut stdout = std::io::stdout().lock();
+    for line in export_lines(files) {
+        let _ = writeln!(stdout, "{line}");
+    }
+    let _ = stdout.flush();
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// A path as one shell word: as it is when nothing in it is special to a shell, else quoted.
+fn shell_word(path: &Path) -> String {
+    let text = path.to_string_lossy();
+    let plain = text
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"/._-+:,@%".contains(&b));
+    if plain && !text.is_empty() {
+        text.into_owned()
+    } else {
+        shell_quote(&text)
     }
 }
 
@@ -96,6 +161,10 @@ pub struct NmArgs {
     /// Whether containers get cgroup memory limits: auto (where the host allows) or off.
     #[arg(long, value_name = "MODE", value_parser = cgroup_mode)]
     pub cgroups: Option<CgroupMode>,
+    /// The cluster's daemon secret, as the RM generated it (its state dir's daemon.secret)
+    /// or was given it; mode 0600.
+    #[arg(long, value_name = "PATH", env = "SPINDLE_DAEMON_SECRET_FILE")]
+    pub daemon_secret_file: Option<PathBuf>,
 }
 
 fn cgroup_mode(s: &str) -> Result<CgroupMode, String> {
@@ -140,6 +209,9 @@ impl NmArgs {
         if let Some(cgroups) = self.cgroups {
             config.cgroups = cgroups;
         }
+        if let Some(path) = &self.daemon_secret_file {
+            config.daemon_secret_file = Some(path.clone());
+        }
         config
     }
 }
@@ -147,9 +219,11 @@ impl NmArgs {
 pub async fn run_resource_manager(args: RmArgs, config: SpindleConfig) -> anyhow::Result<ExitCode> {
     let mut stop = StopSignals::install()?;
     let config = args.apply(config.resource_manager);
+    let secrets = rm_secret_files(&config);
     let rm = ResourceManager::start(config)
         .await
         .context("starting the resource manager")?;
+    announce_exports(&secrets);
     let web = rm
         .web_addr()
         .map_or_else(|| "none".to_string(), |a| a.to_string());
@@ -175,10 +249,20 @@ pub async fn run_node_manager(args: NmArgs, config: SpindleConfig) -> anyhow::Re
         ("rpc-address", nm.rpc_addr().to_string()),
         ("web-address", nm.web_addr().to_string()),
     ]);
-    let signal = stop.recv().await;
-    tracing::info!(%signal, node = %nm.node_id(), "stopping the node manager");
+    // A refused registration (a wrong daemon secret, say) is not mended by waiting: say why
+    // and exit non-zero, so a supervisor sees it.
+    let refused = tokio::select! {
+        signal = stop.recv() => {
+            tracing::info!(%signal, node = %nm.node_id(), "stopping the node manager");
+            None
+        }
+        error = nm.failed() => Some(error),
+    };
     nm.shutdown().await;
-    Ok(ExitCode::SUCCESS)
+    match refused {
+        None => Ok(ExitCode::SUCCESS),
+        Some(error) => Err(error).context("the node manager gave up"),
+    }
 }
 
 /// Where the daemon listens, on stdout, flushed at once so a supervising script can read the
@@ -228,6 +312,7 @@ mod tests {
             nm_liveness_expiry: Some(Duration::from_secs(2)),
             am_liveness_expiry: None,
             secret_file: None,
+            daemon_secret_file: Some("/d.secret".into()),
         };
         let base = RmConfig {
             am_liveness_expiry: Duration::from_secs(7),
@@ -239,6 +324,8 @@ mod tests {
         assert_eq!(config.state_dir, PathBuf::from("/s"));
         assert_eq!(config.nm_liveness_expiry, Duration::from_secs(2));
         assert_eq!(config.am_liveness_expiry, Duration::from_secs(7));
+        assert_eq!(config.daemon_secret_file, Some(PathBuf::from("/d.secret")));
+        assert_eq!(config.secret_file, None);
 
         let nm = NmArgs {
             rm: Some("rm:1".into()),
@@ -251,6 +338,7 @@ mod tests {
             advertise: Some("node:9".into()),
             monitor_interval: Some(Duration::from_millis(500)),
             cgroups: Some(CgroupMode::Off),
+            daemon_secret_file: Some("/etc/spindle/daemon.secret".into()),
         };
         let config = nm.apply(NmConfig::default());
         assert_eq!(config.rm, "rm:1");
@@ -260,5 +348,38 @@ mod tests {
         assert_eq!(config.advertise.as_deref(), Some("node:9"));
         assert_eq!(config.monitor_interval, Duration::from_millis(500));
         assert_eq!(config.cgroups, CgroupMode::Off);
+        assert_eq!(
+            config.daemon_secret_file,
+            Some(PathBuf::from("/etc/spindle/daemon.secret"))
+        );
+    }
+
+    #[test]
+    fn the_rm_names_its_secrets_in_lines_a_shell_can_paste() {
+        let config = RmConfig {
+            state_dir: "/var/lib/spindle/rm".into(),
+            daemon_secret_file: Some("/etc/spindle dir/daemon.secret".into()),
+            ..RmConfig::default()
+        };
+        assert_eq!(
+            export_lines(&rm_secret_files(&config)),
+            [
+                "export SPINDLE_SECRET_FILE=/var/lib/spindle/rm/client.secret",
+                "export SPINDLE_DAEMON_SECRET_FILE='/etc/spindle dir/daemon.secret'",
+            ]
+        );
+        let relative = RmConfig {
+            state_dir: "state".into(),
+            ..RmConfig::default()
+        };
+        let lines = export_lines(&rm_secret_files(&relative));
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(
+            lines[1],
+            format!(
+                "export SPINDLE_DAEMON_SECRET_FILE={}",
+                shell_word(&cwd.join("state/daemon.secret"))
+            )
+        );
     }
 }

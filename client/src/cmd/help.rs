@@ -24,7 +24,10 @@ Examples:
   spindle completions bash > /etc/bash_completion.d/spindle
 
 Settings come from spindle.yaml (--config, $SPINDLE_CONFIG, /etc/spindle/spindle.yaml), then
-SPINDLE_<SECTION>__<KEY> variables (e.g. SPINDLE_RESOURCE_MANAGER__BIND=0.0.0.0:9032), then flags.",
+SPINDLE_<SECTION>__<KEY> variables (e.g. SPINDLE_RESOURCE_MANAGER__BIND=0.0.0.0:9032), then flags.
+Client commands prove the cluster's client secret: --secret-file, else $SPINDLE_SECRET_FILE
+(the resource manager prints the line to export), else client.secret-file; they act for
+$SPINDLE_USER, else your OS user.",
     exit_codes!()
 );
 
@@ -34,20 +37,24 @@ Examples:
   spindle resource-manager
   spindle resource-manager --bind 127.0.0.1:0 --web-bind 127.0.0.1:0 --state-dir /tmp/rm
   SPINDLE_RESOURCE_MANAGER__NM_LIVENESS_EXPIRY=30s spindle resource-manager --log-format json
+  spindle resource-manager --secret-file /etc/spindle/client.secret --daemon-secret-file /etc/spindle/daemon.secret
 
-It prints rpc-address, web-address and cluster-timestamp lines on stdout, then runs until
-SIGINT or SIGTERM.",
+Without secret files it generates client.secret and daemon.secret in its state dir. It prints
+`export SPINDLE_SECRET_FILE=…` and `export SPINDLE_DAEMON_SECRET_FILE=…` lines, then
+rpc-address, web-address and cluster-timestamp lines on stdout, then runs until SIGINT or
+SIGTERM.",
     exit_codes!()
 );
 
 pub const NODE_MANAGER: &str = concat!(
     "\
 Examples:
-  spindle node-manager --rm rm.example:8032
+  spindle node-manager --rm rm.example:8032 --daemon-secret-file /etc/spindle/daemon.secret
   spindle node-manager --rm 127.0.0.1:8032 --bind 127.0.0.1:0 --work-dir /tmp/nm1 --memory-mb 4g
   spindle node-manager --bind 0.0.0.0:8041 --advertise node7.example:8041 --vcores 8
 
-It prints node-id, rpc-address and web-address lines on stdout, then runs until SIGINT or
+It needs the cluster's daemon secret (--daemon-secret-file, else $SPINDLE_DAEMON_SECRET_FILE,
+else node-manager.daemon-secret-file). It prints node-id, rpc-address and web-address lines on stdout, then runs until SIGINT or
 SIGTERM, stopping its containers on the way out.",
     exit_codes!()
 );
@@ -58,7 +65,9 @@ Examples:
   spindle local-cluster
   spindle local-cluster --nodes 3 --vcores 4 --memory-mb 4g
 
-Point clients at the printed rpc-address with --rm, or programs at the printed master.",
+It makes secrets of its own and prints the export lines for them: paste the
+SPINDLE_SECRET_FILE one, then point clients at the printed rpc-address with --rm, or programs
+at the printed master.",
     exit_codes!()
 );
 
@@ -100,7 +109,10 @@ pub const KILL: &str = concat!(
     "\
 Examples:
   spindle kill application_1700000000000_0001
-  spindle kill --rm rm.example:8032 application_1700000000000_0001",
+  spindle kill --rm rm.example:8032 application_1700000000000_0001
+  spindle kill --secret-file ~/.spindle/client.secret application_1700000000000_0001
+
+Only the application's owner and the cluster's admins may kill it.",
     exit_codes!()
 );
 
@@ -117,7 +129,9 @@ pub const LOGS: &str = concat!(
 Examples:
   spindle logs application_1700000000000_0001
   spindle logs application_1700000000000_0001 --follow
-  spindle logs application_1700000000000_0001 --container container_1700000000000_0001_01_000002 --file stderr",
+  spindle logs application_1700000000000_0001 --container container_1700000000000_0001_01_000002 --file stderr
+
+Only the application's owner and the cluster's admins may read its logs.",
     exit_codes!()
 );
 

@@ -33,7 +33,7 @@ pub async fn run(args: KillArgs, config: SpindleConfig) -> anyhow::Result<ExitCo
         return Ok(ExitCode::SUCCESS);
     }
     println!("killing application {id}");
-    let user = crate::submit::current_user();
+    let user = rm.user().to_string();
     let done = rm
         .kill_application(id, &format!("killed by user {user} with spindle kill"))
         .await?;

@@ -1,14 +1,15 @@
 //! `spindle local-cluster`: the embedded cluster (an RM and N node managers in this process,
-//! on loopback, temporary dirs) run in the foreground as a development cluster. It prints where
-//! it listens, like the daemons, and runs until SIGINT or SIGTERM, then stops every container
-//! and removes its dirs.
+//! on loopback, temporary dirs) run in the foreground as a development cluster. It prints the
+//! `export` lines of its secrets and where it listens, like the daemons, and runs until SIGINT
+//! or SIGTERM, then stops every container and removes its dirs.
 
 use std::process::ExitCode;
 
 use anyhow::Context as _;
+use spindle_security::SecretKind;
 
 use super::args;
-use super::daemons::{StopSignals, announce};
+use super::daemons::{StopSignals, announce, announce_exports};
 use crate::config::SpindleConfig;
 use crate::local_cluster::LocalCluster;
 
@@ -39,6 +40,10 @@ pub async fn run(args: LocalClusterArgs, _config: SpindleConfig) -> anyhow::Resu
     let cluster = LocalCluster::start(args.nodes, args.vcores, args.memory_mb)
         .await
         .context("starting the local cluster")?;
+    announce_exports(&[
+        (SecretKind::Client, cluster.client_secret_file()),
+        (SecretKind::Daemon, cluster.daemon_secret_file()),
+    ]);
     let web = cluster
         .web_addr()
         .map_or_else(|| "none".to_string(), |a| a.to_string());

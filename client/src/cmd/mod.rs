@@ -101,13 +101,40 @@ impl Command {
     }
 }
 
-/// Where client commands find the RM: `--rm`, else `SPINDLE_RM`, else `client.rm` of the config.
+/// Where client commands find the RM (`--rm`, else `SPINDLE_RM`, else `client.rm` of the
+/// config) and how they prove they may use it (`--secret-file`, else `SPINDLE_SECRET_FILE`, else
+/// `client.secret-file`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct RmFlag {
     /// The resource manager's gRPC address (default: $SPINDLE_RM, else client.rm of the
     /// config, else 127.0.0.1:8032).
     #[arg(long, value_name = "HOST:PORT", value_parser = args::host_port)]
     pub rm: Option<String>,
+    #[command(flatten)]
+    pub secret: SecretFlag,
+}
+
+/// `--secret-file`: the cluster's client secret, for every client command.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct SecretFlag {
+    /// The cluster's client secret, a file only you may read (default: $SPINDLE_SECRET_FILE,
+    /// else client.secret-file of the config; `spindle resource-manager` prints the line to
+    /// export).
+    #[arg(long, value_name = "PATH")]
+    pub secret_file: Option<PathBuf>,
+}
+
+impl SecretFlag {
+    /// The credentials every call of the command carries.
+    pub fn credentials(
+        &self,
+        config: &SpindleConfig,
+    ) -> anyhow::Result<spindle_security::CallCredentials> {
+        Ok(crate::credentials::client_credentials(
+            self.secret_file.as_deref(),
+            &config.client,
+        )?)
+    }
 }
 
 impl RmFlag {
@@ -190,7 +217,11 @@ pub(crate) async fn connect(
     config: &SpindleConfig,
 ) -> anyhow::Result<crate::RmClient> {
     let addr = flag.resolve(config)?;
-    Ok(crate::RmClient::connect_with_timeout(&addr, config.client.connect_timeout).await?)
+    let credentials = flag.secret.credentials(config)?;
+    Ok(
+        crate::RmClient::connect_with_timeout(&addr, config.client.connect_timeout, credentials)
+            .await?,
+    )
 }
 
 #[cfg(test)]

@@ -15,9 +15,10 @@ use spindle_protocol::{ApplicationReport, ApplicationState, FinalStatus};
 
 use super::app_flags::{AppArgs, SparkArgs};
 use super::progress::Progress;
-use super::{EXIT_FAILED, MASTER_ENV, RM_ENV, args};
+use super::{EXIT_FAILED, MASTER_ENV, RM_ENV, SecretFlag, args};
 use crate::address::{Master, parse_host_port};
 use crate::config::SpindleConfig;
+use crate::credentials::{SECRET_FILE_ENV, secret_file};
 use crate::local_cluster::LocalCluster;
 use crate::report::{final_status_name, state_name};
 use crate::rm_client::RmClient;
@@ -34,6 +35,8 @@ pub struct SubmitArgs {
     /// The resource manager's gRPC address; the same as --master spindle://HOST:PORT.
     #[arg(long, value_name = "HOST:PORT", value_parser = args::host_port)]
     pub rm: Option<String>,
+    #[command(flatten)]
+    pub secret: SecretFlag,
     #[command(flatten)]
     pub app: AppArgs,
     #[command(flatten)]
@@ -136,8 +139,10 @@ pub async fn run(args: SubmitArgs, config: SpindleConfig) -> anyhow::Result<Exit
     let prepared = args.submission(&config).prepare()?;
     match master {
         Master::Spindle(addr) => {
+            let credentials = args.secret.credentials(&config)?;
             let mut rm =
-                RmClient::connect_with_timeout(&addr, config.client.connect_timeout).await?;
+                RmClient::connect_with_timeout(&addr, config.client.connect_timeout, credentials)
+                    .await?;
             submit_and_follow(&mut rm, &prepared, args.no_wait).await
         }
         Master::LocalCluster {
@@ -185,11 +190,19 @@ async fn run_launcher(
     let program_name = args.command.first().map(String::as_str).unwrap_or("");
     let path_var = std::env::var_os("PATH");
     let program = resolve_program(program_name, path_var.as_deref())?;
-    let status = tokio::process::Command::new(&program)
+    let mut launcher = tokio::process::Command::new(&program);
+    launcher
         .args(args.launcher_command(master, config))
         // The program is the launcher here, whatever this shell says.
         .env_remove(ROLE_ENV)
-        .env_remove(APP_CONFIG_ENV)
+        .env_remove(APP_CONFIG_ENV);
+    // The launcher reads the client secret from the environment only: hand on the one this
+    // command was told of (never the secret itself, only where it is).
+    let env = |name: &str| std::env::var(name).ok();
+    if let Some((path, _)) = secret_file(args.secret.secret_file.as_deref(), env, &config.client) {
+        launcher.env(SECRET_FILE_ENV, path);
+    }
+    let status = launcher
         .status()
         .await
         .with_context(|| format!("cannot run {}", program.display()))?;

@@ -26,6 +26,7 @@ const HOST_PORT: &str = "HOST:PORT, e.g. 0.0.0.0:8032";
 const OPTIONAL_HOST_PORT: &str = "HOST:PORT, e.g. 0.0.0.0:8088, or null";
 const DURATION: &str = "a duration such as 250ms, 2s, 10m or 1h";
 const PATH: &str = "a file system path";
+const OPTIONAL_PATH: &str = "a file system path, or null";
 const WHOLE: &str = "a whole number";
 const SECTION: &str = "a mapping of the section's keys";
 const RESOURCE: &str = "{memory_mb: N, vcores: N}";
@@ -119,13 +120,38 @@ pub const KEYS: &[KeyDoc] = &[
     ),
     key(
         "resource-manager.secret-file",
-        "The client secret changing HTTP calls must present (mode 0600); null: generated as client.secret in state-dir.",
-        "a file system path, or null",
+        "The client secret clients prove on every call (mode 0600); null: generated as client.secret in state-dir.",
+        OPTIONAL_PATH,
+    ),
+    key(
+        "resource-manager.daemon-secret-file",
+        "The daemon secret node managers prove to join (mode 0600); null: generated as daemon.secret in state-dir.",
+        OPTIONAL_PATH,
     ),
     key(
         "resource-manager.anonymous-reads",
         "Whether reads on the web port (UI, REST GETs, /metrics) need no secret.",
         "true or false",
+    ),
+    key(
+        "resource-manager.admins",
+        "Users who may kill any application, read its logs and submit anywhere; the RM's own user always may.",
+        "a list of user names, e.g. [alice, ops]",
+    ),
+    key(
+        "resource-manager.queue-acls",
+        "Who may submit to a queue: QUEUE: {submit: [users, or \"*\" for anyone]}; a queue not listed accepts anyone.",
+        "a mapping of queue names to {submit: [users]}",
+    ),
+    key(
+        "resource-manager.key-roll-interval",
+        "How long a key signs AM, container and NM tokens before a new one takes over; AM and NM tokens live twice this.",
+        DURATION,
+    ),
+    key(
+        "resource-manager.container-token-expiry",
+        "How long after its allocation a container may be started (YARN's allocation expiry).",
+        DURATION,
     ),
     key(
         "node-manager",
@@ -188,6 +214,21 @@ pub const KEYS: &[KeyDoc] = &[
         "auto or off",
     ),
     key(
+        "node-manager.daemon-secret-file",
+        "The cluster's daemon secret (mode 0600), as the RM generated it; null: SPINDLE_DAEMON_SECRET_FILE must name it.",
+        OPTIONAL_PATH,
+    ),
+    key(
+        "node-manager.fallback-user",
+        "As root: the user a container runs as when its owner is no user of this host, or is root.",
+        "a user name",
+    ),
+    key(
+        "node-manager.allow-root",
+        "As root: whether containers of applications owned by root may run as root.",
+        "true or false",
+    ),
+    key(
         "client",
         "The client commands (submit, apps, status, kill, nodes, logs).",
         SECTION,
@@ -206,6 +247,11 @@ pub const KEYS: &[KeyDoc] = &[
         "client.connect-timeout",
         "How long to wait for the RM to accept a connection.",
         DURATION,
+    ),
+    key(
+        "client.secret-file",
+        "The cluster's client secret (mode 0600); --secret-file and SPINDLE_SECRET_FILE override it; null: none.",
+        OPTIONAL_PATH,
     ),
 ];
 

@@ -43,6 +43,9 @@ pub struct ClientConfig {
     /// How long to wait for the RM to accept a connection before giving up.
     #[serde(with = "serde_duration")]
     pub connect_timeout: Duration,
+    /// The cluster's client secret (a file only its owner may read); `--secret-file` and
+    /// `SPINDLE_SECRET_FILE` override it. None: calls prove nothing and the RM refuses them.
+    pub secret_file: Option<PathBuf>,
 }
 
 impl Default for ClientConfig {
@@ -51,6 +54,7 @@ impl Default for ClientConfig {
             rm: DEFAULT_RM_ADDRESS.to_string(),
             queue: "default".to_string(),
             connect_timeout: Duration::from_secs(3),
+            secret_file: None,
         }
     }
 }

@@ -20,7 +20,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
-use super::sources::{NodeLogs, Store};
+use super::sources::{LogAccess, NodeLogs};
 use super::{LogEntry, LogSelection, LogsOutcome, Origin, stdout_error, write_out, write_selected};
 use crate::error::ClientError;
 use crate::rm_client::RmClient;
@@ -63,12 +63,13 @@ pub async fn follow_logs(
         }) => return write_selected(rm, selection, out).await,
         Err(e) => return Err(e),
     };
+    let access = LogAccess::fetch(rm, selection.app).await?;
     let (events_tx, mut events) = mpsc::unbounded_channel();
     let (over_tx, over) = watch::channel(false);
     let watcher = spawn_watch(rm.clone(), selection, events_tx.clone());
     let mut followers = Followers {
         selection: selection.clone(),
-        rm_addr: rm.addr().to_string(),
+        access,
         events: events_tx,
         over,
         started: HashSet::new(),
@@ -160,7 +161,7 @@ fn spawn_watch(
 /// The containers being followed, one task each.
 struct Followers {
     selection: LogSelection,
-    rm_addr: String,
+    access: LogAccess,
     events: Events,
     over: watch::Receiver<bool>,
     started: HashSet<String>,
@@ -190,7 +191,7 @@ impl Followers {
                 selection,
                 self.events.clone(),
                 self.over.clone(),
-                self.rm_addr.clone(),
+                self.access.clone(),
             ));
         }
     }
@@ -203,17 +204,17 @@ async fn follow_container(
     selection: LogSelection,
     events: Events,
     mut over: watch::Receiver<bool>,
-    rm_addr: String,
+    access: LogAccess,
 ) {
     let mut retry = FIRST_RETRY;
     loop {
         let ended = *over.borrow_and_update();
-        let problem = match NodeLogs::list(&node, &selection).await {
+        let problem = match NodeLogs::list(&node, &access, &selection).await {
             Ok((logs, entries)) if !entries.is_empty() => {
                 join_all(
                     entries
                         .into_iter()
-                        .map(|entry| follow_file(logs.clone(), entry, &events, &rm_addr)),
+                        .map(|entry| follow_file(logs.clone(), entry, &events, &access)),
                 )
                 .await;
                 return;
@@ -222,7 +223,7 @@ async fn follow_container(
             Err(problem) => Some(problem),
         };
         if ended {
-            from_store(&rm_addr, &selection, &events, problem).await;
+            from_store(&access, &selection, &events, problem).await;
             return;
         }
         tokio::select! {
@@ -233,7 +234,7 @@ async fn follow_container(
     }
 }
 
-async fn follow_file(mut logs: NodeLogs, entry: LogEntry, events: &Events, rm_addr: &str) {
+async fn follow_file(mut logs: NodeLogs, entry: LogEntry, events: &Events, access: &LogAccess) {
     match logs.open(&entry, 0, true).await {
         Ok(Some(mut stream)) => loop {
             match stream.message().await {
@@ -261,7 +262,7 @@ async fn follow_file(mut logs: NodeLogs, entry: LogEntry, events: &Events, rm_ad
                 origin: Origin::Store,
                 ..entry
             };
-            return copy_from_store(rm_addr, stored, events).await;
+            return copy_from_store(access, stored, events).await;
         }
         Err(problem) => {
             let _ = events.send(Event::Problem(problem));
@@ -273,19 +274,19 @@ async fn follow_file(mut logs: NodeLogs, entry: LogEntry, events: &Events, rm_ad
 /// Reads the selection's files from the RM's log store; if it has none, `problem` (why the node
 /// could not tell) is the answer.
 async fn from_store(
-    rm_addr: &str,
+    access: &LogAccess,
     selection: &LogSelection,
     events: &Events,
     problem: Option<ClientError>,
 ) {
-    let listed = match Store::connect_to(rm_addr).await {
+    let listed = match access.store().await {
         Ok(mut store) => store.list(selection).await,
         Err(e) => Err(e),
     };
     match listed {
         Ok(entries) if !entries.is_empty() => {
             for entry in entries {
-                copy_from_store(rm_addr, entry, events).await;
+                copy_from_store(access, entry, events).await;
             }
         }
         Ok(_) => {
@@ -299,8 +300,8 @@ async fn from_store(
     }
 }
 
-async fn copy_from_store(rm_addr: &str, entry: LogEntry, events: &Events) {
-    let opened = match Store::connect_to(rm_addr).await {
+async fn copy_from_store(access: &LogAccess, entry: LogEntry, events: &Events) {
+    let opened = match access.store().await {
         Ok(mut store) => store.open(&entry, 0).await,
         Err(e) => Err(e),
     };
@@ -313,7 +314,9 @@ async fn copy_from_store(rm_addr: &str, entry: LogEntry, events: &Events) {
                 Ok(None) => break,
                 Err(status) => {
                     let _ = events.send(Event::Problem(ClientError::from_status(
-                        "ReadLog", rm_addr, status,
+                        "ReadLog",
+                        access.rm_addr(),
+                        status,
                     )));
                     break;
                 }

@@ -2,19 +2,26 @@
 //! (`ListContainerLogs`, `ReadContainerLog`) and the RM's log store (`ListLogs`, `ReadLog`). Each
 //! lists a selection's files as `LogEntry`s and opens or copies one; "not there" is an answer
 //! (`None`, `Copied::Missing`), not an error, so the caller can look in the other place.
+//!
+//! A node lets a reader in only with an NM token for that node and the application, which the
+//! RM hands to the application's owner and the cluster's admins (`GetLogTokens`, kept in
+//! `LogAccess`); the log store takes the client's own proof and applies the same rule.
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
+use spindle_containers::ApplicationId;
 use spindle_protocol as proto;
 use spindle_protocol::container_manager_client::ContainerManagerClient;
 use spindle_protocol::log_store_client::LogStoreClient;
+use spindle_security::{CallCredentials, NM_TOKEN_HEADER};
 use tokio::io::AsyncWrite;
 use tonic::Streaming;
-use tonic::transport::Channel;
 
 use super::{LogEntry, LogSelection, Origin, write_out};
-use crate::error::{ClientError, status_reason};
-use crate::rm_client::{DEFAULT_CONNECT_TIMEOUT, RmClient, connect_channel, unary};
+use crate::error::{ClientError, is_refusal, one_line, status_reason};
+use crate::rm_client::{Authenticated, DEFAULT_CONNECT_TIMEOUT, RmClient, connect_channel, unary};
 
 const NODE_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -38,6 +45,12 @@ fn node_error(node: &str, call: &'static str, status: tonic::Status) -> ClientEr
         tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => ClientError::NodeUnreachable {
             addr: node.to_string(),
             reason: status_reason(&status),
+        },
+        code if is_refusal(code) => ClientError::Refused {
+            call,
+            server: format!("node {node}"),
+            code,
+            message: one_line(status.message()),
         },
         code => ClientError::Rpc {
             call,
@@ -83,15 +96,84 @@ fn entries(
         .collect()
 }
 
+/// What lets this reader at an application's logs: the NM tokens the RM handed out for it, per
+/// node, and the client's own credentials for the RM's log store. Cheap to clone.
+#[derive(Clone)]
+pub struct LogAccess {
+    rm: RmClient,
+    app: ApplicationId,
+    tokens: Arc<tokio::sync::Mutex<HashMap<String, String>>>,
+}
+
+impl LogAccess {
+    /// Asks the RM for the application's NM tokens. A reader who may not see the logs gets the
+    /// RM's refusal; an application the RM has forgotten has no tokens (its logs, if any, are
+    /// in the store).
+    pub async fn fetch(rm: &RmClient, app: ApplicationId) -> Result<LogAccess, ClientError> {
+        let access = LogAccess {
+            rm: rm.clone(),
+            app,
+            tokens: Arc::default(),
+        };
+        access.refresh().await?;
+        Ok(access)
+    }
+
+    async fn refresh(&self) -> Result<(), ClientError> {
+        let tokens = match self.rm.clone().log_tokens(self.app).await {
+            Ok(tokens) => tokens,
+            Err(ClientError::Rpc {
+                code: tonic::Code::NotFound,
+                ..
+            }) => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        let mut known = self.tokens.lock().await;
+        for token in tokens {
+            known.insert(token.node_id, token.token);
+        }
+        Ok(())
+    }
+
+    /// What a call to `node` carries: its NM token (asked for again when the node is new, as
+    /// when a followed application grows), or only the user, which the node refuses, saying so.
+    async fn for_node(&self, node: &str) -> CallCredentials {
+        let user = self.rm.user().to_string();
+        if let Some(token) = self.tokens.lock().await.get(node) {
+            return CallCredentials::with_token(NM_TOKEN_HEADER, token.clone(), user);
+        }
+        if let Err(e) = self.refresh().await {
+            tracing::debug!(%node, "no new log tokens: {e}");
+        }
+        match self.tokens.lock().await.get(node) {
+            Some(token) => CallCredentials::with_token(NM_TOKEN_HEADER, token.clone(), user),
+            None => CallCredentials::user_only(user),
+        }
+    }
+
+    /// The RM's log store, called with the client's credentials.
+    pub async fn store(&self) -> Result<Store, ClientError> {
+        Store::connect(&self.rm).await
+    }
+
+    pub fn rm_addr(&self) -> &str {
+        self.rm.addr()
+    }
+}
+
 /// One node manager's logs.
 #[derive(Clone)]
 pub struct NodeLogs {
     node: String,
-    client: ContainerManagerClient<Channel>,
+    client: ContainerManagerClient<Authenticated>,
 }
 
 impl NodeLogs {
-    pub async fn connect(node: &str) -> Result<NodeLogs, ClientError> {
+    /// Connects to `node`; every call carries `credentials` (the NM token for it).
+    pub async fn connect(
+        node: &str,
+        credentials: CallCredentials,
+    ) -> Result<NodeLogs, ClientError> {
         let channel = connect_channel(node, NODE_CONNECT_TIMEOUT)
             .await
             .map_err(|reason| ClientError::NodeUnreachable {
@@ -100,16 +182,17 @@ impl NodeLogs {
             })?;
         Ok(NodeLogs {
             node: node.to_string(),
-            client: ContainerManagerClient::new(channel),
+            client: ContainerManagerClient::with_interceptor(channel, credentials),
         })
     }
 
     /// Connects to `node` and lists the selection's files there.
     pub async fn list(
         node: &str,
+        access: &LogAccess,
         selection: &LogSelection,
     ) -> Result<(NodeLogs, Vec<LogEntry>), ClientError> {
-        let mut logs = NodeLogs::connect(node).await?;
+        let mut logs = NodeLogs::connect(node, access.for_node(node).await).await?;
         let listed = logs.list_files(selection).await?;
         Ok((logs, listed))
     }
@@ -180,18 +263,14 @@ impl NodeLogs {
 /// The RM's log store.
 pub struct Store {
     addr: String,
-    client: LogStoreClient<Channel>,
+    client: LogStoreClient<Authenticated>,
 }
 
 impl Store {
-    /// A connection of its own to `rm`'s address (the store is served on the same port).
+    /// A connection of its own to `rm`'s address (the store is served on the same port), with
+    /// `rm`'s credentials.
     pub async fn connect(rm: &RmClient) -> Result<Store, ClientError> {
-        Store::connect_to(rm.addr()).await
-    }
-
-    /// A connection to the RM at `addr` (`HOST:PORT`).
-    pub async fn connect_to(addr: &str) -> Result<Store, ClientError> {
-        let addr = addr.to_string();
+        let addr = rm.addr().to_string();
         let channel = connect_channel(&addr, DEFAULT_CONNECT_TIMEOUT)
             .await
             .map_err(|reason| ClientError::Unreachable {
@@ -200,7 +279,7 @@ impl Store {
             })?;
         Ok(Store {
             addr,
-            client: LogStoreClient::new(channel),
+            client: LogStoreClient::with_interceptor(channel, rm.credentials().clone()),
         })
     }
 

@@ -14,6 +14,7 @@ use spindle_app_master::am::app_config::{APP_CONFIG_ENV, AppConfig};
 use spindle_app_master::sdk::{App, DriverConfig, context_promise, spawn_driver};
 use spindle_containers::{ApplicationId, Resource};
 use spindle_protocol::{ApplicationReport, ApplicationState};
+use spindle_security::CallCredentials;
 use tokio::runtime::Handle;
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -37,6 +38,8 @@ const DRIVER_STOP_GRACE: Duration = Duration::from_secs(10);
 /// Where and how to run the driver.
 pub struct ClientLaunch {
     pub rm_addr: String,
+    /// The client's user and its proof of the cluster's client secret.
+    pub credentials: CallCredentials,
     pub connect_timeout: Duration,
     /// `SPINDLE_DRIVER_HOST`, if set.
     pub driver_host: Option<String>,
@@ -55,12 +58,14 @@ pub async fn run(
 ) -> anyhow::Result<ExitCode> {
     let ClientLaunch {
         rm_addr,
+        credentials,
         connect_timeout,
         driver_host,
         args,
         mut config,
     } = launch;
-    let mut rm = RmClient::connect_with_timeout(&rm_addr, connect_timeout).await?;
+    let mut rm = RmClient::connect_with_timeout(&rm_addr, connect_timeout, credentials).await?;
+    let killer = rm.clone();
     let new_app = rm.new_application().await?;
     let id = new_app.id;
     check_executor_resource(config.executor_resource(), new_app.maximum)?;
@@ -117,7 +122,7 @@ pub async fn run(
     let mut driver_done = pin!(driver.wait());
     let (driver_outcome, report) = tokio::select! {
         outcome = &mut driver_done => {
-            let report = after_the_driver(&rm_addr, connect_timeout, id, &mut app_end).await?;
+            let report = after_the_driver(killer, id, &mut app_end).await?;
             (outcome, report)
         }
         report = &mut app_end => {
@@ -150,8 +155,7 @@ pub async fn run(
 /// Waits for the AM to end the application once the driver stopped (the driver's endpoint
 /// told it); an AM that does not within [`AM_END_GRACE`] has its application killed.
 async fn after_the_driver(
-    rm_addr: &str,
-    connect_timeout: Duration,
+    mut killer: RmClient,
     id: ApplicationId,
     app_end: &mut (impl Future<Output = Result<ApplicationReport, crate::ClientError>> + Unpin),
 ) -> anyhow::Result<ApplicationReport> {
@@ -163,7 +167,6 @@ async fn after_the_driver(
          the application within {AM_END_GRACE:?}"
     );
     warn!(app = %id, %diagnostics, "killing the application");
-    let mut killer = RmClient::connect_with_timeout(rm_addr, connect_timeout).await?;
     killer.kill_application(id, &diagnostics).await?;
     app_end
         .await

@@ -2,7 +2,8 @@
 //! submits this very program (`std::env::current_exe()`) as the application's AM, with
 //! `SPINDLE_ROLE=am` and the application config, and then either follows it (cluster mode,
 //! like `spindle submit`) or runs the driver here (client mode). `local-cluster[N,C,M]` first
-//! starts an embedded cluster, and stops it afterwards.
+//! starts an embedded cluster (and uses its secret), and stops it afterwards; a running RM is
+//! called with the client secret that `SPINDLE_SECRET_FILE` names, as the CLI does.
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -11,6 +12,7 @@ use anyhow::{Context as _, anyhow};
 use spindle_app_master::am::DeployMode;
 use spindle_app_master::am::app_config::{APP_CONFIG_ENV, AppConfig, ROLE_AM, ROLE_ENV};
 use spindle_app_master::sdk::{App, run_local_with_args};
+use spindle_security::CallCredentials;
 use tracing::info;
 
 use super::client_mode::{self, ClientLaunch};
@@ -20,6 +22,7 @@ use crate::address::Master;
 use crate::cmd::app_flags::AppArgs;
 use crate::cmd::submit::submit_and_follow;
 use crate::config::ClientConfig;
+use crate::credentials::credentials_from_env;
 use crate::local_cluster::LocalCluster;
 use crate::rm_client::RmClient;
 use crate::submit::Submission;
@@ -91,7 +94,10 @@ async fn on_cluster(
     config: AppConfig,
 ) -> anyhow::Result<ExitCode> {
     match master {
-        Master::Spindle(rm_addr) => on_rm(app, launch, &rm_addr, config).await,
+        Master::Spindle(rm_addr) => {
+            let credentials = credentials_from_env()?;
+            on_rm(app, launch, &rm_addr, credentials, config).await
+        }
         Master::LocalCluster {
             nodes,
             vcores,
@@ -102,8 +108,10 @@ async fn on_cluster(
                 .with_context(|| format!("starting {master}"))?;
             let rm_addr = cluster.rm_addr().to_string();
             info!(%rm_addr, "local cluster up");
+            // The cluster's own secret, whatever SPINDLE_SECRET_FILE names.
+            let credentials = cluster.credentials()?;
             let outcome = tokio::select! {
-                outcome = on_rm(app, launch, &rm_addr, config) => outcome,
+                outcome = on_rm(app, launch, &rm_addr, credentials, config) => outcome,
                 _ = tokio::signal::ctrl_c() => {
                     eprintln!("interrupted: stopping {master} and its containers");
                     Ok(ExitCode::from(EXIT_INTERRUPTED))
@@ -121,6 +129,7 @@ async fn on_rm(
     app: &App,
     launch: &Launch,
     rm_addr: &str,
+    credentials: CallCredentials,
     config: AppConfig,
 ) -> anyhow::Result<ExitCode> {
     let client_config = ClientConfig::default();
@@ -128,12 +137,14 @@ async fn on_rm(
     match config.deploy_mode {
         DeployMode::Cluster => {
             let mut rm =
-                RmClient::connect_with_timeout(rm_addr, client_config.connect_timeout).await?;
+                RmClient::connect_with_timeout(rm_addr, client_config.connect_timeout, credentials)
+                    .await?;
             submit_and_follow(&mut rm, &prepared, false).await
         }
         DeployMode::Client => {
             let client = ClientLaunch {
                 rm_addr: rm_addr.to_string(),
+                credentials,
                 connect_timeout: client_config.connect_timeout,
                 driver_host: launch.driver_host.clone(),
                 args: launch.args.clone(),

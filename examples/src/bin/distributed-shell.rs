@@ -64,7 +64,7 @@ async fn run(args: Args) -> anyhow::Result<FinalStatus> {
         .context("registering with the resource manager")?;
     let mut shell = Shell {
         client: client.clone(),
-        nm: NmClient::new(env.user.clone()),
+        nm: NmClient::new(client.nm_tokens()),
         launch: LaunchContext {
             command: vec!["bash".into(), "-c".into(), args.shell_command],
             ..LaunchContext::default()

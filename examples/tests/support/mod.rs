@@ -3,9 +3,15 @@
 //! `spindle node-manager` processes on loopback with their own temp dirs, stopped by a guard on
 //! drop so a failing test leaves nothing behind, commands run in the background and killed on
 //! drop, and a look into /proc for the processes an application left.
+//!
+//! Security is on as a user would have it: the RM generates the cluster's secrets in its state
+//! dir and prints the `export` lines naming them; node managers get `--daemon-secret-file`, and
+//! every `spindle` command and example program a test thread runs gets `SPINDLE_SECRET_FILE` of
+//! the cluster that thread started last (as after pasting the lines into a shell).
 
 #![allow(dead_code)]
 
+use std::cell::RefCell;
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -19,7 +25,8 @@ use std::time::{Duration, Instant};
 pub const DAEMON_START: Duration = Duration::from_secs(60);
 pub const COMMAND: Duration = Duration::from_secs(180);
 
-/// A directory under the system temp dir, removed with everything in it on drop.
+/// A directory under the system temp dir, open to containers as /tmp is, removed with
+/// everything in it on drop.
 pub struct TempDir(PathBuf);
 
 impl TempDir {
@@ -30,6 +37,11 @@ impl TempDir {
             std::env::temp_dir().join(format!("spindle-e2e-{label}-{}-{n}", std::process::id()));
         let _ = fs::remove_dir_all(&path);
         fs::create_dir_all(&path).expect("create temp dir");
+        // As /tmp (mode 1777): containers run as their owner or `nobody`, not as the test's
+        // user, and must reach the node managers' work dirs under it and write the files a
+        // test hands them a dir for (gates, marks); only a file's owner may remove it.
+        fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o1777))
+            .expect("open the temp dir to containers");
         TempDir(path)
     }
 
@@ -91,7 +103,49 @@ pub fn flaky() -> &'static str {
     env!("CARGO_BIN_EXE_flaky")
 }
 
-/// A `spindle` command with a clean environment: no SPINDLE_* from the caller's shell.
+/// The variables a user's shell or a test's own process may have that would change what a
+/// command does; every command starts without them.
+const CALLERS_VARIABLES: &[&str] = &[
+    "SPINDLE_RM",
+    "SPINDLE_MASTER",
+    "SPINDLE_CONFIG",
+    "SPINDLE_SECRET_FILE",
+    "SPINDLE_DAEMON_SECRET_FILE",
+    "SPINDLE_USER",
+];
+
+thread_local! {
+    /// The `export` lines of the RM this test thread started last: (variable, path).
+    static CLUSTER_SECRETS: RefCell<Vec<(String, String)>> = const { RefCell::new(Vec::new()) };
+}
+
+fn cluster_secret(var: &str) -> Option<PathBuf> {
+    CLUSTER_SECRETS.with(|secrets| {
+        secrets
+            .borrow()
+            .iter()
+            .find(|(name, _)| name == var)
+            .map(|(_, path)| PathBuf::from(path))
+    })
+}
+
+/// The client secret of the cluster this thread started last, if it started one.
+pub fn client_secret() -> Option<PathBuf> {
+    cluster_secret("SPINDLE_SECRET_FILE")
+}
+
+/// Gives `command` the client secret of this thread's cluster, as a user's shell would have it.
+fn with_cluster_secret(command: &mut Command) {
+    for var in CALLERS_VARIABLES {
+        command.env_remove(var);
+    }
+    if let Some(path) = client_secret() {
+        command.env("SPINDLE_SECRET_FILE", path);
+    }
+}
+
+/// A `spindle` command with a clean environment: no SPINDLE_* from the caller's shell, the
+/// client secret of this thread's cluster.
 pub fn spindle() -> Command {
     spindle_in(None)
 }
@@ -107,9 +161,7 @@ pub fn spindle_in(netns: Option<&str>) -> Command {
         }
         None => Command::new(spindle_bin()),
     };
-    for var in ["SPINDLE_RM", "SPINDLE_MASTER", "SPINDLE_CONFIG"] {
-        command.env_remove(var);
-    }
+    with_cluster_secret(&mut command);
     command.stdin(Stdio::null());
     command
 }
@@ -151,17 +203,12 @@ pub fn run_in(netns: Option<&str>, args: &[&str]) -> Run {
     run_command(command, &format!("spindle {args:?}"))
 }
 
-/// `PROGRAM ARGS` (an example's binary, run as its own launcher) with a clean environment.
+/// `PROGRAM ARGS` (an example's binary, run as its own launcher) with a clean environment and
+/// the client secret of this thread's cluster.
 pub fn program(path: &str, args: &[&str]) -> Command {
     let mut command = Command::new(path);
-    for var in [
-        "SPINDLE_RM",
-        "SPINDLE_MASTER",
-        "SPINDLE_CONFIG",
-        "SPINDLE_ROLE",
-        "SPINDLE_APP_CONFIG",
-        "SPINDLE_DRIVER_HOST",
-    ] {
+    with_cluster_secret(&mut command);
+    for var in ["SPINDLE_ROLE", "SPINDLE_APP_CONFIG", "SPINDLE_DRIVER_HOST"] {
         command.env_remove(var);
     }
     command.args(args).stdin(Stdio::null());
@@ -252,10 +299,14 @@ pub struct Daemon {
     stopped: bool,
     /// The `key: value` lines it printed on start.
     pub announced: Vec<(String, String)>,
+    /// The `export NAME=VALUE` lines it printed on start (an RM's secrets).
+    pub exports: Vec<(String, String)>,
 }
 
 impl Daemon {
-    /// Starts `spindle ARGS` and reads its announcement until `last_key` appears.
+    /// Starts `spindle ARGS` and reads its announcement until `last_key` appears. An RM's
+    /// `export` lines become this thread's cluster secrets; a node manager not told its daemon
+    /// secret gets the one of this thread's cluster (beside its client secret).
     pub fn start(name: &str, args: &[&str], log_dir: &Path, last_key: &str) -> Daemon {
         Daemon::start_in(None, name, args, log_dir, last_key)
     }
@@ -269,7 +320,18 @@ impl Daemon {
         last_key: &str,
     ) -> Daemon {
         let stderr_path = log_dir.join(format!("{name}.log"));
-        let mut child = spindle_in(netns)
+        let mut command = spindle_in(netns);
+        if args.contains(&"resource-manager") {
+            // An RM makes (or finds) its own secrets; another cluster's are not for it.
+            command.env_remove("SPINDLE_SECRET_FILE");
+        }
+        if args.contains(&"node-manager")
+            && !args.contains(&"--daemon-secret-file")
+            && let Some(daemon) = cluster_secret("SPINDLE_DAEMON_SECRET_FILE")
+        {
+            command.env("SPINDLE_DAEMON_SECRET_FILE", daemon);
+        }
+        let mut child = command
             .args(args)
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
@@ -291,13 +353,19 @@ impl Daemon {
             stderr_path,
             stopped: false,
             announced: Vec::new(),
+            exports: Vec::new(),
         };
         let deadline = Instant::now() + DAEMON_START;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
                 Ok(line) => {
-                    if let Some((key, value)) = line.split_once(": ") {
+                    if let Some((name, value)) = export_line(&line) {
+                        daemon.exports.push((name, value));
+                        CLUSTER_SECRETS.with(|secrets| {
+                            *secrets.borrow_mut() = daemon.exports.clone();
+                        });
+                    } else if let Some((key, value)) = line.split_once(": ") {
                         daemon.announced.push((key.to_string(), value.to_string()));
                         if key == last_key {
                             return daemon;
@@ -310,6 +378,15 @@ impl Daemon {
                 ),
             }
         }
+    }
+
+    /// The value of the `export NAME=…` line it printed.
+    pub fn export(&self, name: &str) -> String {
+        self.exports
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("{} printed no export of {name}", self.name))
     }
 
     pub fn get(&self, key: &str) -> String {
@@ -364,11 +441,25 @@ impl Drop for Daemon {
     }
 }
 
+/// `export NAME=VALUE` (the value as one shell word, single-quoted or plain) → (NAME, VALUE).
+fn export_line(line: &str) -> Option<(String, String)> {
+    let (name, value) = line.strip_prefix("export ")?.split_once('=')?;
+    let value = match value.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')) {
+        Some(quoted) => quoted.replace("'\\''", "'"),
+        None => value.to_string(),
+    };
+    Some((name.to_string(), value))
+}
+
 /// An RM and its NMs as separate processes, each with its own dirs under one temp dir.
 pub struct Cluster {
     pub nms: Vec<Daemon>,
     pub rm: Daemon,
     pub rm_addr: String,
+    /// The secrets the RM generated in its state dir (`SPINDLE_SECRET_FILE`,
+    /// `SPINDLE_DAEMON_SECRET_FILE` of its export lines).
+    pub client_secret: PathBuf,
+    pub daemon_secret: PathBuf,
     pub node_ids: Vec<String>,
     pub work_dirs: Vec<PathBuf>,
     pub dir: TempDir,
@@ -407,11 +498,29 @@ impl Cluster {
         }
     }
 
-    /// `spindle COMMAND --rm <this cluster> ARGS`.
+    /// A `spindle` command for this cluster: a clean environment with its client secret.
+    pub fn command(&self) -> Command {
+        let mut command = spindle();
+        command.env("SPINDLE_SECRET_FILE", &self.client_secret);
+        command
+    }
+
+    /// `spindle COMMAND --rm <this cluster> ARGS`, with the cluster's client secret.
     pub fn spindle(&self, command: &str, args: &[&str]) -> Run {
+        self.spindle_with(&[], command, args)
+    }
+
+    /// `spindle COMMAND --rm <this cluster> ARGS` with `env` on top of the cluster's client
+    /// secret (another `SPINDLE_USER`, another secret …).
+    pub fn spindle_with(&self, env: &[(&str, &str)], command: &str, args: &[&str]) -> Run {
         let mut line = vec![command, "--rm", &self.rm_addr];
         line.extend_from_slice(args);
-        run(&line)
+        let mut process = self.command();
+        process.args(&line);
+        for (name, value) in env {
+            process.env(name, value);
+        }
+        run_command(process, &format!("spindle {line:?} with {env:?}"))
     }
 
     /// `spindle submit --rm <this cluster> FLAGS -- PROGRAM ARGS`.
@@ -515,6 +624,16 @@ impl Running {
     pub fn stdout_so_far(&self) -> String {
         fs::read_to_string(self.dir.path().join("stdout")).unwrap_or_default()
     }
+
+    /// What it has printed on stderr so far.
+    pub fn stderr_so_far(&self) -> String {
+        fs::read_to_string(self.dir.path().join("stderr")).unwrap_or_default()
+    }
+
+    /// Whether it has ended (reaping it if so).
+    pub fn has_ended(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
 }
 
 // What the failure tests add: daemons killed as a crash would, a cluster with chosen RM flags
@@ -544,19 +663,41 @@ pub const CALM_RM_FLAGS: &[&str] = &["--nm-liveness-expiry", "30s", "--am-livene
 impl Cluster {
     /// `start`, with `rm_flags` (e.g. short liveness expiries) in place of `CALM_RM_FLAGS`.
     pub fn start_with_rm_flags(nodes: usize, memory_mb: u64, rm_flags: &[&str]) -> Cluster {
+        Cluster::start_with_rm_config(nodes, memory_mb, rm_flags, "")
+    }
+
+    /// `start_with_rm_flags`, with `rm_yaml` (keys of the `resource-manager:` section, each
+    /// line indented by two spaces, e.g. `  admins: [carol]\n`) in the RM's spindle.yaml.
+    pub fn start_with_rm_config(
+        nodes: usize,
+        memory_mb: u64,
+        rm_flags: &[&str],
+        rm_yaml: &str,
+    ) -> Cluster {
         let dir = TempDir::new("cluster");
         fs::write(
             dir.path().join("spindle.yaml"),
-            "resource-manager:\n  minimum-allocation: {memory_mb: 128, vcores: 1}\n",
+            format!(
+                "resource-manager:\n  minimum-allocation: {{memory_mb: 128, vcores: 1}}\n{rm_yaml}"
+            ),
         )
         .expect("write config");
         let rm = start_rm(dir.path(), "127.0.0.1:0", rm_flags);
         let rm_addr = rm.get("rpc-address");
+        let client_secret = PathBuf::from(rm.export("SPINDLE_SECRET_FILE"));
+        let daemon_secret = PathBuf::from(rm.export("SPINDLE_DAEMON_SECRET_FILE"));
         let mut nms = Vec::new();
         let mut work_dirs = Vec::new();
         for index in 0..nodes {
             let work_dir = dir.path().join(format!("nm-{index}"));
-            nms.push(start_nm(dir.path(), index, &rm_addr, &work_dir, memory_mb));
+            nms.push(start_nm(
+                dir.path(),
+                index,
+                &rm_addr,
+                &work_dir,
+                memory_mb,
+                &daemon_secret,
+            ));
             work_dirs.push(work_dir);
         }
         let node_ids = nms.iter().map(|nm| nm.get("node-id")).collect();
@@ -564,6 +705,8 @@ impl Cluster {
             nms,
             rm,
             rm_addr,
+            client_secret,
+            daemon_secret,
             node_ids,
             work_dirs,
             dir,
@@ -620,7 +763,7 @@ impl Cluster {
         line.push("--");
         line.push(distributed_shell());
         line.extend_from_slice(shell_flags);
-        let mut command = spindle();
+        let mut command = self.command();
         command.args(&line);
         Running::start(command, &format!("spindle {line:?}"))
     }
@@ -650,7 +793,14 @@ fn start_rm(dir: &Path, bind: &str, rm_flags: &[&str]) -> Daemon {
     Daemon::start(&name, &args, dir, "cluster-timestamp")
 }
 
-fn start_nm(dir: &Path, index: usize, rm_addr: &str, work_dir: &Path, memory_mb: u64) -> Daemon {
+fn start_nm(
+    dir: &Path,
+    index: usize,
+    rm_addr: &str,
+    work_dir: &Path,
+    memory_mb: u64,
+    daemon_secret: &Path,
+) -> Daemon {
     let memory = memory_mb.to_string();
     Daemon::start(
         &format!("node-manager-{index}"),
@@ -658,6 +808,8 @@ fn start_nm(dir: &Path, index: usize, rm_addr: &str, work_dir: &Path, memory_mb:
             "node-manager",
             "--rm",
             rm_addr,
+            "--daemon-secret-file",
+            daemon_secret.to_str().unwrap(),
             "--bind",
             "127.0.0.1:0",
             "--web-bind",
