@@ -50,7 +50,7 @@ pub async fn follow(
     followed: Followed,
 ) -> Result<BoxStream<'static, Result<Vec<u8>, LogError>>, LogError> {
     let mut file = crate::logs::open(&path)?;
-    file.seek(std::io::SeekFrom::Start(offset))
+    file.seek(std::io::SeekFrom::Start(offset.min(i64::MAX as u64)))
         .await
         .map_err(io(&path))?;
     let start = State {

@@ -167,7 +167,9 @@ pub async fn read_from(
     offset: u64,
 ) -> Result<BoxStream<'static, Result<Vec<u8>, LogError>>, LogError> {
     let mut file = open(&path)?;
-    file.seek(std::io::SeekFrom::Start(offset))
+    // Past the end reads nothing; the kernel refuses to seek beyond i64::MAX, which is past
+    // every end anyway.
+    file.seek(std::io::SeekFrom::Start(offset.min(i64::MAX as u64)))
         .await
         .map_err(io(&path))?;
     let chunks = stream::try_unfold((file, path), |(mut file, path)| async move {

@@ -358,7 +358,14 @@ impl LogStore for LogStoreService {
             }
             Err(e) => return Err(internal("open a log", &path, e)),
         };
-        file.seek(io::SeekFrom::Start(request.offset))
+        // An offset past the end reads nothing (as `tail` from there would); capping it also keeps
+        // offsets beyond what the kernel can seek to (over i64::MAX) from becoming an error.
+        let length = file
+            .metadata()
+            .await
+            .map_err(|e| internal("read a log", &path, e))?
+            .len();
+        file.seek(io::SeekFrom::Start(request.offset.min(length)))
             .await
             .map_err(|e| internal("read a log", &path, e))?;
         let chunks = futures::stream::try_unfold((file, path), |(mut file, path)| async move {
