@@ -246,19 +246,11 @@ impl AmRmClient {
         request: proto::RegisterApplicationMasterRequest,
     ) -> Result<Registration, AmRmError> {
         const CALL: &str = "RegisterApplicationMaster";
-        let mut retry = Retry::default();
-        let response = loop {
-            match self
-                .inner
-                .rpc
-                .clone()
-                .register_application_master(request.clone())
-                .await
-            {
-                Ok(response) => break self.answered(CALL, &retry, response),
-                Err(status) => self.back_off(CALL, status, &mut retry).await?,
-            }
-        };
+        let response = self
+            .send_retried(CALL, request, |mut rpc, request| async move {
+                rpc.register_application_master(request).await
+            })
+            .await?;
         self.inner.nm_tokens.update(&response.nm_tokens);
         registration_from_proto(&response)
     }
@@ -385,19 +377,11 @@ impl AmRmClient {
             diagnostics: diagnostics.to_string(),
             tracking_url: tracking_url.to_string(),
         };
-        let mut retry = Retry::default();
-        let response = loop {
-            match self
-                .inner
-                .rpc
-                .clone()
-                .finish_application_master(request.clone())
-                .await
-            {
-                Ok(response) => break self.answered(CALL, &retry, response),
-                Err(status) => self.back_off(CALL, status, &mut retry).await?,
-            }
-        };
+        let response = self
+            .send_retried(CALL, request, |mut rpc, request| async move {
+                rpc.finish_application_master(request).await
+            })
+            .await?;
         if !response.unregistered {
             return Err(AmRmError::NotUnregistered(self.inner.attempt));
         }
@@ -416,6 +400,26 @@ impl AmRmClient {
         }
         self.state().requests.resync();
         Ok(())
+    }
+
+    /// Sends `request` with `send` until the RM answers it, or `back_off` gives up on it.
+    async fn send_retried<Req, T, Fut>(
+        &self,
+        call: &'static str,
+        request: Req,
+        send: impl Fn(Rpc, Req) -> Fut,
+    ) -> Result<T, AmRmError>
+    where
+        Req: Clone,
+        Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let mut retry = Retry::default();
+        loop {
+            match send(self.inner.rpc.clone(), request.clone()).await {
+                Ok(response) => return Ok(self.answered(call, &retry, response)),
+                Err(status) => self.back_off(call, status, &mut retry).await?,
+            }
+        }
     }
 
     /// Notes that the RM answered `call` (after `retry`'s failures, if any).
