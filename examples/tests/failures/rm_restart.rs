@@ -112,11 +112,11 @@ fn an_rm_killed_mid_application_comes_back_and_the_application_succeeds() {
     println!("attempts of {app} across the restart: {all:#?}");
     let last = all.last().expect("an attempt");
     assert_eq!(last.state, "FINISHED", "{all:#?}");
-    // Distributed-shell's AM gives up on the first Allocate that cannot reach the RM (the
-    // low-level AM client does not retry), so the RM sees attempt 1's container end with the
-    // AM's exit status and starts attempt 2, in epoch 1. An AM that rides out the restart (the
-    // SDK's allocator retries with back-off) finishes in attempt 1 and gets its two waiting
-    // containers in epoch 1; either way nothing is lost.
+    // The AM client retries calls that cannot reach the RM while the RM would still wait for
+    // the AM, so distributed-shell's AM normally rides out the restart: it resyncs, finishes in
+    // attempt 1 and gets its two waiting containers in epoch 1. Should its retries run out
+    // first, the RM sees attempt 1's container end and starts attempt 2, in epoch 1; either way
+    // nothing is lost.
     match all.len() {
         1 => assert_eq!(last.am_container, am_container(&app, 1)),
         2 => {
