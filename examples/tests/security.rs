@@ -269,12 +269,8 @@ impl TestUser {
         }
         let name = format!("spe2e{}", std::process::id() % 1_000_000);
         let made = Command::new("useradd")
-            .args([
-                "--system",
-                "--no-create-home",
-                "--shell",
-                "/usr/sbin/nologin",
-            ])
+            // Not --system: a uid below the NM's min-user-id (1000) runs as the fallback user.
+            .args(["--no-create-home", "--shell", "/usr/sbin/nologin"])
             .arg(&name)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -45,6 +45,10 @@ pub struct NmConfig {
     /// When the node manager runs as root: whether a container of an application owned by root
     /// may run as root. Off by default: such containers run as `fallback-user`.
     pub allow_root: bool,
+    /// When the node manager runs as root: owners whose uid is below this (system accounts such
+    /// as `daemon` or `postgres`) run as `fallback-user`, as YARN's `min.user.id` bans them:
+    /// with simple authentication a client names its own user.
+    pub min_user_id: u32,
 }
 
 /// `cgroups:` in `spindle.yaml`.
@@ -76,6 +80,7 @@ impl Default for NmConfig {
             daemon_secret_file: None,
             fallback_user: "nobody".to_string(),
             allow_root: false,
+            min_user_id: 1000,
         }
     }
 }

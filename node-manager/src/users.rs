@@ -1,6 +1,6 @@
 //! Which host user a container runs as (the security contract). A node manager running as root
 //! runs each container as its application's owner (the container token's user) when the host
-//! has that user and it is not root; else as `fallback-user` ("nobody" by default, YARN's
+//! has that user, it is not root and its uid is at least `min-user-id`; else as `fallback-user` ("nobody" by default, YARN's
 //! non-secure-mode local user); as root only with `allow-root`. A node manager that is not root
 //! cannot switch users: its containers run as itself.
 //!
@@ -39,7 +39,11 @@ enum Mode {
     /// Not root: every container runs as the node manager's user.
     AsItself { user: String },
     /// Root: containers run as their owners, or as the fallback.
-    Switching { fallback: RunAs, allow_root: bool },
+    Switching {
+        fallback: RunAs,
+        allow_root: bool,
+        min_user_id: u32,
+    },
 }
 
 impl UserPolicy {
@@ -70,6 +74,7 @@ impl UserPolicy {
             mode: Mode::Switching {
                 fallback,
                 allow_root: config.allow_root,
+                min_user_id: config.min_user_id,
             },
         })
     }
@@ -93,9 +98,11 @@ impl UserPolicy {
             Mode::Switching {
                 fallback,
                 allow_root,
+                min_user_id,
             } => {
                 let run_as = match RunAs::lookup(owner)? {
-                    Some(user) if !user.is_root() || *allow_root => user,
+                    Some(user) if user.is_root() && *allow_root => user,
+                    Some(user) if !user.is_root() && user.uid >= *min_user_id => user,
                     _ => fallback.clone(),
                 };
                 Ok(ContainerUser {
@@ -160,6 +167,22 @@ mod tests {
         assert_eq!((user.env_user.as_str(), user.run_as), ("alice", None));
         let dir = tempfile::tempdir().unwrap();
         policy.check_reachable(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn as_root_system_accounts_run_as_the_fallback_unless_the_minimum_allows_them() {
+        let Some(daemon) = RunAs::lookup("daemon").unwrap() else {
+            return; // a host without the `daemon` account has nothing to show here
+        };
+        let nobody = RunAs::lookup("nobody").unwrap().unwrap();
+        let policy = root_policy("nobody", false).unwrap();
+        assert_eq!(policy.resolve("daemon").unwrap().run_as, Some(nobody));
+        let config = NmConfig {
+            min_user_id: 0,
+            ..NmConfig::default()
+        };
+        let lenient = UserPolicy::new(&config, true).unwrap();
+        assert_eq!(lenient.resolve("daemon").unwrap().run_as, Some(daemon));
     }
 
     #[test]

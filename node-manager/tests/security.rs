@@ -492,7 +492,8 @@ impl TestUser {
             .subsec_nanos();
         let name = format!("spindle-test-{:x}{:x}", std::process::id(), nanos % 0xffff);
         let status = std::process::Command::new("useradd")
-            .args(["--system", "--no-create-home", &name])
+            // Not --system: a uid below min-user-id (1000) would run as the fallback user.
+            .args(["--no-create-home", &name])
             .status()
             .expect("useradd runs");
         assert!(status.success(), "useradd {name}: {status}");

@@ -229,6 +229,11 @@ pub const KEYS: &[KeyDoc] = &[
         "true or false",
     ),
     key(
+        "node-manager.min-user-id",
+        "As root: owners with a smaller uid (system accounts) run as fallback-user, as YARN's min.user.id.",
+        "a uid",
+    ),
+    key(
         "client",
         "The client commands (submit, apps, status, kill, nodes, logs).",
         SECTION,
