@@ -74,26 +74,6 @@ impl RmArgs {
     }
 }
 
-/// The files the RM reads its two secrets from: the configured ones, else those it generates
-/// in its state dir.
-pub fn rm_secret_files(config: &RmConfig) -> [(SecretKind, PathBuf); 2] {
-    let file = |kind: SecretKind, configured: &Option<PathBuf>| {
-        configured
-            .clone()
-            .unwrap_or_else(|| config.state_dir.join(kind.file_name()))
-    };
-    [
-        (
-            SecretKind::Client,
-            file(SecretKind::Client, &config.secret_file),
-        ),
-        (
-            SecretKind::Daemon,
-            file(SecretKind::Daemon, &config.daemon_secret_file),
-        ),
-    ]
-}
-
 /// `export SPINDLE_SECRET_FILE=/abs/client.secret` and the daemon secret's line, to paste into
 /// a shell: the clients' and the node managers' way to the cluster's secrets.
 pub fn export_lines(files: &[(SecretKind, PathBuf)]) -> Vec<String> {
@@ -219,11 +199,14 @@ impl NmArgs {
 pub async fn run_resource_manager(args: RmArgs, config: SpindleConfig) -> anyhow::Result<ExitCode> {
     let mut stop = StopSignals::install()?;
     let config = args.apply(config.resource_manager);
-    let secrets = rm_secret_files(&config);
     let rm = ResourceManager::start(config)
         .await
         .context("starting the resource manager")?;
-    announce_exports(&secrets);
+    // The files the RM itself read or generated, so the lines can never name others.
+    announce_exports(&[
+        (SecretKind::Client, rm.client_secret_file().to_path_buf()),
+        (SecretKind::Daemon, rm.daemon_secret_file().to_path_buf()),
+    ]);
     let web = rm
         .web_addr()
         .map_or_else(|| "none".to_string(), |a| a.to_string());
@@ -356,23 +339,25 @@ mod tests {
 
     #[test]
     fn the_rm_names_its_secrets_in_lines_a_shell_can_paste() {
-        let config = RmConfig {
-            state_dir: "/var/lib/spindle/rm".into(),
-            daemon_secret_file: Some("/etc/spindle dir/daemon.secret".into()),
-            ..RmConfig::default()
-        };
+        let files = [
+            (
+                SecretKind::Client,
+                "/var/lib/spindle/rm/client.secret".into(),
+            ),
+            (SecretKind::Daemon, "/etc/spindle dir/daemon.secret".into()),
+        ];
         assert_eq!(
-            export_lines(&rm_secret_files(&config)),
+            export_lines(&files),
             [
                 "export SPINDLE_SECRET_FILE=/var/lib/spindle/rm/client.secret",
                 "export SPINDLE_DAEMON_SECRET_FILE='/etc/spindle dir/daemon.secret'",
             ]
         );
-        let relative = RmConfig {
-            state_dir: "state".into(),
-            ..RmConfig::default()
-        };
-        let lines = export_lines(&rm_secret_files(&relative));
+        let relative = [
+            (SecretKind::Client, "state/client.secret".into()),
+            (SecretKind::Daemon, "state/daemon.secret".into()),
+        ];
+        let lines = export_lines(&relative);
         let cwd = std::env::current_dir().unwrap();
         assert_eq!(
             lines[1],

@@ -123,22 +123,8 @@ impl KeyBook {
     /// The keys in use at `now`, to sign and check tokens with; None until `advance` made keys.
     pub fn snapshot(&self, now: u64) -> Option<Keys> {
         let master_signing = signing(&self.master, now)?.as_key();
-        let node_signing = signing(&self.node, now)?;
-        let announced: Vec<proto::NodeKey> = self
-            .node
-            .iter()
-            .map(|key| proto::NodeKey {
-                key_id: key.id,
-                seed: key.material.to_vec(),
-            })
-            .collect();
-        let node_signing = derive_node_key(
-            &self.daemon,
-            &proto::NodeKey {
-                key_id: node_signing.id,
-                seed: node_signing.material.to_vec(),
-            },
-        );
+        let node_signing = derive_node_key(&self.daemon, &announcement(signing(&self.node, now)?));
+        let announced: Vec<proto::NodeKey> = self.node.iter().map(announcement).collect();
         Some(Keys::new(
             self.master.iter().map(StoredKey::as_key).collect(),
             master_signing,
@@ -146,6 +132,14 @@ impl KeyBook {
             announced,
             self.settings,
         ))
+    }
+}
+
+/// How NMs are told of a node key: its id and seed, from which each derives the key itself.
+fn announcement(key: &StoredKey) -> proto::NodeKey {
+    proto::NodeKey {
+        key_id: key.id,
+        seed: key.material.to_vec(),
     }
 }
 
